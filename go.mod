@@ -1,0 +1,3 @@
+module github.com/osimage/updatecache
+
+go 1.25.0
