@@ -45,7 +45,9 @@ type EntryError struct {
 	Err  error
 }
 
-func (e *EntryError) Error() string { return fmt.Sprintf("importer: layer entry %q: %v", e.Name, e.Err) }
+func (e *EntryError) Error() string {
+	return fmt.Sprintf("importer: layer entry %q: %v", e.Name, e.Err)
+}
 
 func (e *EntryError) Unwrap() error { return e.Err }
 
