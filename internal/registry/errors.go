@@ -1,0 +1,211 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"reflect"
+	"strings"
+	"syscall"
+
+	"github.com/docker/distribution/registry/api/errcode"
+	digest "github.com/opencontainers/go-digest"
+	"go.podman.io/image/v5/docker"
+)
+
+// Sentinel errors. Every error returned by Client wraps at most one of these
+// (reachable with errors.Is) together with the underlying cause.
+var (
+	// ErrManifestUnknown: the image, tag or digest is not (or no longer) in
+	// the registry (404, MANIFEST_UNKNOWN, NAME_UNKNOWN, BLOB_UNKNOWN).
+	ErrManifestUnknown = errors.New("registry: manifest unknown")
+	// ErrUnauthorized: the registry refused our credentials or access (401, 403).
+	ErrUnauthorized = errors.New("registry: unauthorized")
+	// ErrRateLimited: the registry kept answering 429 after the retries
+	// containers/image makes (honouring Retry-After).
+	ErrRateLimited = errors.New("registry: rate limited")
+	// ErrUnavailable: the registry could not be reached or failed (5xx,
+	// connection refused or reset, timeouts). A timeout also wraps
+	// context.DeadlineExceeded.
+	ErrUnavailable = errors.New("registry: unavailable")
+	// ErrDigestMismatch: bytes do not hash to the requested or declared
+	// digest, or their size differs from the descriptor's.
+	ErrDigestMismatch = errors.New("registry: digest mismatch")
+	// ErrTooLarge: a manifest or config is bigger than the configured cap.
+	ErrTooLarge = errors.New("registry: too large")
+	// ErrUnsupportedManifest: schema 1, an unknown media type, or not a
+	// container image.
+	ErrUnsupportedManifest = errors.New("registry: unsupported manifest")
+	// ErrNoMatchingPlatform: an index has no instance for the wanted platform.
+	ErrNoMatchingPlatform = errors.New("registry: no matching platform")
+	// ErrMalformed: bad JSON, missing or invalid fields, invalid digests,
+	// truncated bodies.
+	ErrMalformed = errors.New("registry: malformed")
+)
+
+// wrapf returns an error that matches sentinel and, when cause is non-nil,
+// also cause (errors.Is/As see both).
+func wrapf(sentinel, cause error, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	if cause == nil {
+		return fmt.Errorf("%w: %s", sentinel, msg)
+	}
+	return fmt.Errorf("%w: %s: %w", sentinel, msg, cause)
+}
+
+// classify maps an error from containers/image (or the network below it) to
+// our sentinels, keeping err wrapped. It is the only place that knows how
+// containers/image reports registry failures. what names the operation, e.g.
+// "HEAD manifest docker://host/repo:tag".
+func classify(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	if sentinel := sentinelFor(err); sentinel != nil {
+		return wrapf(sentinel, err, "%s", what)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// sentinelFor finds the sentinel describing err, or nil.
+func sentinelFor(err error) error {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return ErrUnavailable
+	case errors.Is(err, context.Canceled):
+		// The caller gave up; that says nothing about the registry.
+		return nil
+	case errors.Is(err, docker.ErrTooManyRequests):
+		return ErrRateLimited
+	case errors.Is(err, digest.ErrDigestInvalidFormat), errors.Is(err, digest.ErrDigestInvalidLength),
+		errors.Is(err, digest.ErrDigestUnsupported):
+		return ErrMalformed // e.g. a missing or bad Docker-Content-Digest header
+	}
+	if _, ok := errors.AsType[docker.ErrUnauthorizedForCredentials](err); ok {
+		return ErrUnauthorized
+	}
+	var coder errcode.ErrorCoder
+	if errors.As(err, &coder) {
+		if s := codeSentinel(coder); s != nil {
+			return s
+		}
+	}
+	if status := httpStatus(err); status != 0 {
+		if s := statusSentinel(status); s != nil {
+			return s
+		}
+	}
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return ErrMalformed // the body ended before its Content-Length
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.EHOSTUNREACH),
+		errors.Is(err, syscall.ENETUNREACH), errors.Is(err, io.EOF):
+		return ErrUnavailable
+	}
+	if _, ok := errors.AsType[*net.OpError](err); ok {
+		return ErrUnavailable
+	}
+	if _, ok := errors.AsType[*net.DNSError](err); ok {
+		return ErrUnavailable
+	}
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		return ErrUnavailable
+	}
+	// containers/image reports its body size limit (iolimits.ReadAtMost)
+	// only as text.
+	if strings.Contains(err.Error(), "exceeded maximum allowed size") {
+		return ErrTooLarge
+	}
+	return nil
+}
+
+// codeSentinel maps registry error codes (the JSON "errors" body of the
+// distribution spec) to sentinels.
+func codeSentinel(coder errcode.ErrorCoder) error {
+	code := coder.ErrorCode()
+	switch code.String() {
+	case "MANIFEST_UNKNOWN", "NAME_UNKNOWN", "BLOB_UNKNOWN":
+		return ErrManifestUnknown
+	case "UNAUTHORIZED", "DENIED":
+		return ErrUnauthorized
+	case "TOOMANYREQUESTS":
+		return ErrRateLimited
+	case "UNAVAILABLE":
+		return ErrUnavailable
+	}
+	// Some registries answer a missing manifest with an unregistered code
+	// and a "not found" message; containers/image treats those alike.
+	if e, ok := coder.(errcode.Error); ok && code == errcode.ErrorCodeUnknown &&
+		strings.Contains(strings.ToLower(e.Message), "not found") {
+		return ErrManifestUnknown
+	}
+	return nil
+}
+
+// statusSentinel maps an HTTP status code to a sentinel.
+func statusSentinel(status int) error {
+	switch {
+	case status == 401 || status == 403:
+		return ErrUnauthorized
+	case status == 404:
+		return ErrManifestUnknown
+	case status == 429:
+		return ErrRateLimited
+	case status == 408 || status >= 500:
+		return ErrUnavailable
+	}
+	return nil
+}
+
+// httpStatus returns the HTTP status code recorded in err's tree, or 0.
+// containers/image exports it in docker.UnexpectedHTTPStatusError (5xx), but
+// a 4xx answer whose body is not registry JSON (every HEAD, most proxies)
+// becomes an unexported type whose only typed trace of the status is its
+// exported StatusCode field; reading that field by reflection is the one
+// way to tell a 404 from a 403 there.
+func httpStatus(err error) int {
+	if e, ok := errors.AsType[docker.UnexpectedHTTPStatusError](err); ok {
+		return e.StatusCode
+	}
+	status := 0
+	walkErrors(err, func(e error) bool {
+		v := reflect.ValueOf(e)
+		if v.Kind() == reflect.Pointer {
+			v = v.Elem()
+		}
+		if v.Kind() != reflect.Struct {
+			return false
+		}
+		f := v.FieldByName("StatusCode")
+		if f.IsValid() && f.CanInt() {
+			status = int(f.Int())
+			return true
+		}
+		return false
+	})
+	return status
+}
+
+// walkErrors visits err's tree depth-first until visit returns true.
+func walkErrors(err error, visit func(error) bool) bool {
+	if err == nil {
+		return false
+	}
+	if visit(err) {
+		return true
+	}
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		return walkErrors(u.Unwrap(), visit)
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			if walkErrors(e, visit) {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,280 @@
+package registry_test
+
+import (
+	"bytes"
+	"errors"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/image/v5/oci/layout"
+
+	"github.com/osimage/updatecache/internal/registry"
+	"github.com/osimage/updatecache/updatecachetest"
+)
+
+func TestDigest(t *testing.T) {
+	forEachEnv(t, func(t *testing.T, e *env) {
+		img := osImage(t, "1.0", amd64, updatecachetest.OCI, updatecachetest.Gzip)
+		idx := multiArch(t, "1.0", updatecachetest.OCI)
+		e.push(t, "digest/single", "stable", img)
+		e.push(t, "digest/multi", "stable", idx)
+		c := e.client(registry.Options{})
+		ctx := ctxFor(t, 30*time.Second)
+
+		for _, tc := range []struct {
+			repo string
+			want digest.Digest
+		}{
+			{"digest/single", img.ManifestDigest},
+			{"digest/multi", idx.ManifestDigest}, // the index, not an instance
+		} {
+			e.reg.Reset()
+			got, err := c.Digest(ctx, e.ref(t, tc.repo, "stable"))
+			if err != nil {
+				t.Fatalf("%s: %v", tc.repo, err)
+			}
+			if got != tc.want {
+				t.Errorf("%s: digest %s, want %s", tc.repo, got, tc.want)
+			}
+			n := e.reg.Counts()
+			if n.ManifestHEAD != 1 || n.ManifestGET != 0 || n.BlobGET != 0 || n.BlobHEAD != 0 {
+				t.Errorf("%s: want exactly 1 manifest HEAD and nothing else but pings; %v", tc.repo, n)
+			}
+		}
+
+		// A digest-pinned reference needs no request.
+		e.reg.Reset()
+		got, err := c.Digest(ctx, e.ref(t, "digest/single", img.ManifestDigest.String()))
+		if err != nil || got != img.ManifestDigest {
+			t.Errorf("pinned: %s, %v; want %s", got, err, img.ManifestDigest)
+		}
+		if n := e.reg.Counts(); n.Total != 0 {
+			t.Errorf("pinned reference sent requests: %v", n)
+		}
+
+		_, err = c.Digest(ctx, e.ref(t, "digest/single", "no-such-tag"))
+		if !errors.Is(err, registry.ErrManifestUnknown) {
+			t.Errorf("missing tag: %v, want ErrManifestUnknown", err)
+		}
+	})
+}
+
+func TestFetch(t *testing.T) {
+	oci, docker := updatecachetest.OCI, updatecachetest.Docker
+	gz, zst, raw := updatecachetest.Gzip, updatecachetest.Zstd, updatecachetest.Uncompressed
+	single := func(f updatecachetest.Format, c updatecachetest.Compression) func(t *testing.T) (updatecachetest.Artifact, *updatecachetest.Image) {
+		return func(t *testing.T) (updatecachetest.Artifact, *updatecachetest.Image) {
+			img := osImage(t, "2.0", amd64, f, c)
+			return img, img
+		}
+	}
+	multi := func(f updatecachetest.Format, want imgspecv1.Platform) func(t *testing.T) (updatecachetest.Artifact, *updatecachetest.Image) {
+		return func(t *testing.T) (updatecachetest.Artifact, *updatecachetest.Image) {
+			idx := multiArch(t, "2.0", f)
+			for _, img := range idx.Images {
+				if img.Platform.Architecture == want.Architecture && img.Platform.Variant == want.Variant {
+					return idx, img
+				}
+			}
+			t.Fatalf("no %v in index", want)
+			return nil, nil
+		}
+	}
+	cases := []struct {
+		name     string
+		build    func(t *testing.T) (updatecachetest.Artifact, *updatecachetest.Image)
+		platform imgspecv1.Platform
+		topType  string
+	}{
+		{"oci gzip", single(oci, gz), amd64, imgspecv1.MediaTypeImageManifest},
+		{"oci zstd", single(oci, zst), amd64, imgspecv1.MediaTypeImageManifest},
+		{"oci uncompressed", single(oci, raw), amd64, imgspecv1.MediaTypeImageManifest},
+		{"docker schema2", single(docker, gz), amd64, updatecachetest.MediaTypeDockerManifest},
+		{"oci index amd64", multi(oci, amd64), amd64, imgspecv1.MediaTypeImageIndex},
+		{"oci index arm64", multi(oci, arm64), arm64, imgspecv1.MediaTypeImageIndex},
+		{"oci index arm/v7", multi(oci, armv7), armv7, imgspecv1.MediaTypeImageIndex},
+		{"oci index arm/v6", multi(oci, armv6), armv6, imgspecv1.MediaTypeImageIndex},
+		{"docker list arm64", multi(docker, arm64), arm64, updatecachetest.MediaTypeDockerList},
+	}
+	forEachEnv(t, func(t *testing.T, e *env) {
+		for i, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				top, want := tc.build(t)
+				repo := "fetch/" + string(rune('a'+i))
+				e.push(t, repo, "stable", top)
+				_, _, topDigest := topOf(top)
+				platform := tc.platform
+				c := e.client(registry.Options{Platform: &platform})
+				ctx := ctxFor(t, 30*time.Second)
+				ref := e.ref(t, repo, "stable")
+
+				for _, by := range []digest.Digest{topDigest, ""} {
+					e.reg.Reset()
+					got, err := c.Fetch(ctx, ref, by)
+					if err != nil {
+						t.Fatalf("Fetch(%q): %v", by, err)
+					}
+					if got.TopDigest != topDigest || got.TopMediaType != tc.topType {
+						t.Errorf("top %s %s, want %s %s", got.TopDigest, got.TopMediaType, topDigest, tc.topType)
+					}
+					if got.ManifestDigest != want.ManifestDigest || got.ManifestMediaType != want.MediaType || !bytes.Equal(got.Manifest, want.Manifest) {
+						t.Errorf("manifest %s %s, want %s %s", got.ManifestDigest, got.ManifestMediaType, want.ManifestDigest, want.MediaType)
+					}
+					if got.ConfigDigest != want.Config.Digest || !bytes.Equal(got.Config, want.Config.Data) {
+						t.Errorf("config %s, want %s", got.ConfigDigest, want.Config.Digest)
+					}
+					if got.Platform.OS != tc.platform.OS || got.Platform.Architecture != tc.platform.Architecture || got.Platform.Variant != tc.platform.Variant {
+						t.Errorf("platform %+v, want %+v", got.Platform, tc.platform)
+					}
+					if len(got.Layers) != len(want.Layers) || got.Layers[1].Digest != want.Layers[1].Digest {
+						t.Errorf("layers %v, want %v", got.Layers, want.Layers)
+					}
+					if got.Reference != e.reg.Ref(repo, "stable") {
+						t.Errorf("reference %q", got.Reference)
+					}
+					n := e.reg.Counts()
+					wantGETs := 1
+					if _, isIndex := top.(*updatecachetest.Index); isIndex {
+						wantGETs = 2
+					}
+					if n.ManifestGET != wantGETs || n.ManifestHEAD != 0 || n.BlobGET != 1 || n.BlobGETs(want.Config.Digest) != 1 {
+						t.Errorf("want %d manifest GETs and 1 blob GET (the config); %v", wantGETs, n)
+					}
+				}
+			})
+		}
+	})
+}
+
+// topOf returns an artifact's top manifest.
+func topOf(a updatecachetest.Artifact) (string, []byte, digest.Digest) {
+	switch a := a.(type) {
+	case *updatecachetest.Image:
+		return a.MediaType, a.Manifest, a.ManifestDigest
+	case *updatecachetest.Index:
+		return a.MediaType, a.Manifest, a.ManifestDigest
+	}
+	panic("unknown artifact")
+}
+
+// TestPlatformFromSystemContext checks that without Options.Platform the
+// SystemContext's choices pick the instance.
+func TestPlatformFromSystemContext(t *testing.T) {
+	e := fakeEnv(t)
+	idx := multiArch(t, "3.0", updatecachetest.OCI)
+	e.push(t, "choice/os", "stable", idx)
+	sys := *e.sys
+	sys.ArchitectureChoice, sys.VariantChoice = "arm", "v7"
+	got, err := e.client(registry.Options{SystemContext: &sys}).Fetch(ctxFor(t, 30*time.Second), e.ref(t, "choice/os", "stable"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Platform.Architecture != "arm" || got.Platform.Variant != "v7" || got.ManifestDigest != idx.Images[3].ManifestDigest {
+		t.Errorf("chose %+v %s, want arm/v7 %s", got.Platform, got.ManifestDigest, idx.Images[3].ManifestDigest)
+	}
+}
+
+// TestDeleted: once the manifest is deleted, by tag and by digest the
+// image is ErrManifestUnknown.
+func TestDeleted(t *testing.T) {
+	forEachEnv(t, func(t *testing.T, e *env) {
+		img := osImage(t, "4.0", amd64, updatecachetest.OCI, updatecachetest.Gzip)
+		e.push(t, "deleted/os", "stable", img)
+		c := e.client(registry.Options{})
+		ctx := ctxFor(t, 30*time.Second)
+		ref := e.ref(t, "deleted/os", "stable")
+		d, err := c.Digest(ctx, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Fetch(ctx, ref, d); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.reg.DeleteManifest(ctx, "deleted/os", d); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Digest(ctx, ref); !errors.Is(err, registry.ErrManifestUnknown) {
+			t.Errorf("Digest after delete: %v, want ErrManifestUnknown", err)
+		}
+		for _, by := range []digest.Digest{d, ""} {
+			if _, err := c.Fetch(ctx, ref, by); !errors.Is(err, registry.ErrManifestUnknown) {
+				t.Errorf("Fetch(%q) after delete: %v, want ErrManifestUnknown", by, err)
+			}
+		}
+	})
+}
+
+// TestRegistryGone: a registry that stopped answering is ErrUnavailable.
+func TestRegistryGone(t *testing.T) {
+	e := fakeEnv(t)
+	img := osImage(t, "5.0", amd64, updatecachetest.OCI, updatecachetest.Gzip)
+	e.push(t, "gone/os", "stable", img)
+	e.reg.Stop()
+	c := e.client(registry.Options{})
+	ctx := ctxFor(t, 30*time.Second)
+	ref := e.ref(t, "gone/os", "stable")
+	if _, err := c.Digest(ctx, ref); !errors.Is(err, registry.ErrUnavailable) {
+		t.Errorf("Digest: %v, want ErrUnavailable", err)
+	}
+	if _, err := c.Fetch(ctx, ref, img.ManifestDigest); !errors.Is(err, registry.ErrUnavailable) {
+		t.Errorf("Fetch: %v, want ErrUnavailable", err)
+	}
+}
+
+// TestLocalLayout covers a local transport: oci: reads the layout, no
+// network, and a top digest that is not what the layout holds is a mismatch.
+func TestLocalLayout(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "layout")
+	for _, tc := range []struct {
+		name string
+		a    updatecachetest.Artifact
+	}{
+		{"image", osImage(t, "6.0", arm64, updatecachetest.OCI, updatecachetest.Gzip)},
+		{"index", multiArch(t, "6.0", updatecachetest.OCI)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := updatecachetest.WriteLayout(dir, "latest", tc.a); err != nil {
+				t.Fatal(err)
+			}
+			ref, err := layout.ParseReference(dir + ":latest")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _, top := topOf(tc.a)
+			c := registry.New(registry.Options{Platform: &arm64})
+			ctx := ctxFor(t, 30*time.Second)
+			d, err := c.Digest(ctx, ref)
+			if err != nil || d != top {
+				t.Fatalf("Digest: %s, %v; want %s", d, err, top)
+			}
+			got, err := c.Fetch(ctx, ref, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.TopDigest != top || got.Platform.Architecture != "arm64" || got.Reference != "oci:"+dir+":latest" {
+				t.Errorf("got top %s platform %+v reference %q", got.TopDigest, got.Platform, got.Reference)
+			}
+			other := digest.FromString("something else")
+			if _, err := c.Fetch(ctx, ref, other); !errors.Is(err, registry.ErrDigestMismatch) {
+				t.Errorf("Fetch(other digest): %v, want ErrDigestMismatch", err)
+			}
+		})
+	}
+}
+
+// TestSentinelsDistinct guards the errors.Is contract: no sentinel matches
+// another.
+func TestSentinelsDistinct(t *testing.T) {
+	all := []error{registry.ErrManifestUnknown, registry.ErrUnauthorized, registry.ErrRateLimited,
+		registry.ErrUnavailable, registry.ErrDigestMismatch, registry.ErrTooLarge,
+		registry.ErrUnsupportedManifest, registry.ErrNoMatchingPlatform, registry.ErrMalformed}
+	for i, a := range all {
+		if slices.IndexFunc(all, func(b error) bool { return errors.Is(a, b) }) != i {
+			t.Errorf("%v matches another sentinel", a)
+		}
+	}
+}

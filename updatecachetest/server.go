@@ -1,0 +1,275 @@
+package updatecachetest
+
+import (
+	"fmt"
+	"io"
+	"log"
+	"maps"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/opencontainers/go-digest"
+)
+
+// Registry is a registry server on 127.0.0.1 speaking plain HTTP: either an
+// in-process registry (StartRegistry, NewRegistry) or a reverse proxy in
+// front of any other registry (StartProxy, NewProxy). Either way it counts
+// the requests it sees and can inject faults into them (AddFault), so the
+// same fault table runs against the in-process registry and a real one.
+type Registry struct {
+	host string
+	srv  *http.Server
+	done chan struct{} // closed when Serve returns
+
+	mu     sync.Mutex
+	counts Counts
+	faults []*faultState
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// StartRegistry starts an in-process registry (go-containerregistry's
+// pkg/registry, in memory). Close stops it.
+func StartRegistry() (*Registry, error) {
+	backend := ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))
+	return start(backend)
+}
+
+// StartProxy starts a counting, fault-injecting reverse proxy to the
+// registry at target (e.g. http://127.0.0.1:5000). Close stops it.
+func StartProxy(target *url.URL) (*Registry, error) {
+	if target == nil || target.Scheme == "" || target.Host == "" {
+		return nil, fmt.Errorf("updatecachetest: proxy target %v needs a scheme and a host", target)
+	}
+	backend := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(target)
+			// Keep the client's Host so the registry's upload Location
+			// URLs point back through this proxy.
+			r.Out.Host = r.In.Host
+		},
+		ErrorLog: log.New(io.Discard, "", 0),
+	}
+	return start(backend)
+}
+
+// NewRegistry starts an in-process registry for a test and stops it when
+// the test ends.
+func NewRegistry(t testing.TB) *Registry {
+	t.Helper()
+	r, err := StartRegistry()
+	if err != nil {
+		t.Fatalf("starting registry: %v", err)
+	}
+	t.Cleanup(r.Stop)
+	return r
+}
+
+// NewProxy starts a proxy to target for a test and stops it when the test
+// ends.
+func NewProxy(t testing.TB, target *url.URL) *Registry {
+	t.Helper()
+	r, err := StartProxy(target)
+	if err != nil {
+		t.Fatalf("starting proxy: %v", err)
+	}
+	t.Cleanup(r.Stop)
+	return r
+}
+
+func start(backend http.Handler) (*Registry, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("updatecachetest: listening: %w", err)
+	}
+	r := &Registry{host: ln.Addr().String(), done: make(chan struct{})}
+	r.counts.reset()
+	r.srv = &http.Server{
+		Handler:  r.middleware(backend),
+		ErrorLog: log.New(io.Discard, "", 0),
+	}
+	go func() {
+		defer close(r.done)
+		r.srv.Serve(ln) // returns http.ErrServerClosed after Close
+	}()
+	return r, nil
+}
+
+// Host returns the server's host:port, e.g. "127.0.0.1:40123".
+func (r *Registry) Host() string { return r.host }
+
+// URL returns the server's base URL, e.g. "http://127.0.0.1:40123".
+func (r *Registry) URL() *url.URL { return &url.URL{Scheme: "http", Host: r.host} }
+
+// Ref returns a containers-transports reference to repo in this registry:
+// "docker://HOST/repo:tag", or "docker://HOST/repo@sha256:…" when
+// tagOrDigest is a digest.
+func (r *Registry) Ref(repo, tagOrDigest string) string {
+	if _, err := digest.Parse(tagOrDigest); err == nil {
+		return "docker://" + r.host + "/" + repo + "@" + tagOrDigest
+	}
+	return "docker://" + r.host + "/" + repo + ":" + tagOrDigest
+}
+
+// Close stops the server at once: open connections are closed and later
+// requests are refused, which is how a test simulates a registry that went
+// away. It is safe to call more than once.
+func (r *Registry) Close() error {
+	r.closeOnce.Do(func() {
+		r.closeErr = r.srv.Close()
+		<-r.done
+	})
+	return r.closeErr
+}
+
+// Stop is Close for tests and cleanups, which have no use for its error
+// (closing a listener we own does not fail in practice).
+func (r *Registry) Stop() { _ = r.Close() }
+
+// Kind says what a request is for, from its path.
+type Kind string
+
+// Request kinds.
+const (
+	KindPing     Kind = "ping"     // /v2/
+	KindManifest Kind = "manifest" // /v2/<name>/manifests/<reference>
+	KindBlob     Kind = "blob"     // /v2/<name>/blobs/<digest>
+	KindUpload   Kind = "upload"   // /v2/<name>/blobs/uploads/…
+	KindToken    Kind = "token"    // …/token (bearer token endpoints)
+	KindOther    Kind = "other"
+)
+
+// KindOf classifies a request path.
+func KindOf(path string) Kind {
+	p := strings.TrimSuffix(path, "/")
+	elems := strings.Split(p, "/")
+	n := len(elems)
+	switch {
+	case p == "/v2":
+		return KindPing
+	case elems[n-1] == "token":
+		return KindToken
+	case !strings.HasPrefix(p, "/v2/"):
+		return KindOther
+	case strings.Contains(p, "/blobs/uploads"):
+		return KindUpload
+	case n >= 5 && elems[n-2] == "manifests":
+		return KindManifest
+	case n >= 5 && elems[n-2] == "blobs":
+		return KindBlob
+	}
+	return KindOther
+}
+
+// Counts is a snapshot of the requests a Registry has seen since it started
+// or was last Reset.
+type Counts struct {
+	Total int
+	// Per kind, any method.
+	Ping, Token, Upload, Other int
+	// Manifest requests by method.
+	ManifestHEAD, ManifestGET, ManifestPUT, ManifestDELETE int
+	// Blob requests by method.
+	BlobHEAD, BlobGET int
+	// Log lists every request in order, as "METHOD PATH".
+	Log []string
+
+	byPath   map[string]int        // "METHOD PATH"
+	blobGETs map[digest.Digest]int // by blob digest
+}
+
+func (c *Counts) reset() {
+	*c = Counts{byPath: map[string]int{}, blobGETs: map[digest.Digest]int{}}
+}
+
+func (c *Counts) add(method, path string, kind Kind) {
+	c.Total++
+	line := method + " " + path
+	c.Log = append(c.Log, line)
+	c.byPath[line]++
+	switch kind {
+	case KindPing:
+		c.Ping++
+	case KindToken:
+		c.Token++
+	case KindUpload:
+		c.Upload++
+	case KindOther:
+		c.Other++
+	case KindManifest:
+		switch method {
+		case http.MethodHead:
+			c.ManifestHEAD++
+		case http.MethodGet:
+			c.ManifestGET++
+		case http.MethodPut:
+			c.ManifestPUT++
+		case http.MethodDelete:
+			c.ManifestDELETE++
+		}
+	case KindBlob:
+		switch method {
+		case http.MethodHead:
+			c.BlobHEAD++
+		case http.MethodGet:
+			c.BlobGET++
+			c.blobGETs[digest.Digest(path[strings.LastIndexByte(path, '/')+1:])]++
+		}
+	}
+}
+
+// Path returns how many requests had this method and exact path.
+func (c Counts) Path(method, path string) int { return c.byPath[method+" "+path] }
+
+// BlobGETs returns how many GETs fetched the blob d, so a test can tell a
+// config fetch from a layer fetch.
+func (c Counts) BlobGETs(d digest.Digest) int { return c.blobGETs[d] }
+
+// String summarises the counts for test failure messages.
+func (c Counts) String() string {
+	return fmt.Sprintf("total %d: ping %d, token %d, manifest HEAD %d GET %d PUT %d DELETE %d, blob HEAD %d GET %d, upload %d, other %d; log %q",
+		c.Total, c.Ping, c.Token, c.ManifestHEAD, c.ManifestGET, c.ManifestPUT, c.ManifestDELETE,
+		c.BlobHEAD, c.BlobGET, c.Upload, c.Other, c.Log)
+}
+
+// Counts returns a snapshot of the request counts.
+func (r *Registry) Counts() Counts {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := r.counts
+	c.Log = slices.Clone(c.Log)
+	c.byPath = maps.Clone(c.byPath)
+	c.blobGETs = maps.Clone(c.blobGETs)
+	return c
+}
+
+// Reset zeroes the request counts (faults stay).
+func (r *Registry) Reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.counts.reset()
+}
+
+// middleware counts each request and applies the first matching fault.
+func (r *Registry) middleware(backend http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		kind := KindOf(req.URL.Path)
+		r.mu.Lock()
+		r.counts.add(req.Method, req.URL.Path, kind)
+		f := r.matchFault(req, kind)
+		r.mu.Unlock()
+		if f == nil {
+			backend.ServeHTTP(w, req)
+			return
+		}
+		f.serve(w, req, backend)
+	})
+}
