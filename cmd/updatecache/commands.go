@@ -1,0 +1,98 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/osimage/updatecache"
+)
+
+func newCheckCommand(g *globalFlags) *cobra.Command {
+	n := &networkFlags{}
+	cmd := &cobra.Command{
+		Use:   "check [flags] IMAGE",
+		Short: "Check the registry for an update and cache its manifest and config on the deployed commit",
+		Long: `Check asks the registry whether IMAGE has a new image. When it has, its manifest
+and config (no layers) are cached on the deployed merge commit, so that "status"
+shows the update later without the network.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts, err := n.options()
+			if err != nil {
+				return err
+			}
+			repo, err := updatecache.OpenRepo(g.repo)
+			if err != nil {
+				return err
+			}
+			res, err := updatecache.Prepare(cmd.Context(), repo, args[0], updatecache.PrepareOptions{RegistryOptions: opts})
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return writeJSON(cmd.OutOrStdout(), checkJSON(res))
+			}
+			return writeCheck(cmd.OutOrStdout(), res)
+		},
+	}
+	n.register(cmd)
+	return cmd
+}
+
+func newStatusCommand(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status [flags] [IMAGE]",
+		Short: "Show deployed images and their cached updates, without the network",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if err := cobra.MaximumNArgs(1)(cmd, args); err != nil {
+				return usageError{err}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			repo, err := updatecache.OpenRepo(g.repo)
+			if err != nil {
+				return err
+			}
+			// A corrupt cache still shows the deployed image: print what was
+			// read, then fail with the error.
+			var states []*updatecache.ImageState
+			var queryErr error
+			if len(args) == 1 {
+				st, err := updatecache.QueryImage(repo, args[0])
+				if st == nil {
+					return err
+				}
+				states, queryErr = []*updatecache.ImageState{st}, err
+			} else {
+				states, queryErr = updatecache.ListImages(repo)
+				if states == nil && queryErr != nil {
+					return queryErr
+				}
+			}
+			if g.json {
+				err = writeJSON(cmd.OutOrStdout(), statusJSON(states))
+			} else {
+				err = writeStatus(cmd.OutOrStdout(), states)
+			}
+			if err != nil {
+				return err
+			}
+			return queryErr
+		},
+	}
+}
+
+func newClearCommand(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "clear [flags] IMAGE",
+		Short: "Remove the cached update from the deployed commit, keeping every other detached key",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			repo, err := updatecache.OpenRepo(g.repo)
+			if err != nil {
+				return err
+			}
+			return updatecache.ClearCachedUpdate(cmd.Context(), repo, args[0])
+		},
+	}
+}

@@ -1,0 +1,116 @@
+// Command updatecache checks for, caches and shows OS updates shipped as
+// container images, for systems that deploy them from an OSTree repository.
+// It is a thin layer over the updatecache library; see the README for the
+// commands and their JSON output.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/image/v5/types"
+
+	"github.com/osimage/updatecache"
+)
+
+// Exit codes: 0 success (an update or not), 1 an error, 2 a usage error.
+const (
+	exitError = 1
+	exitUsage = 2
+)
+
+// usageError marks errors in how the command was called.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes the command line and returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	root := newRootCommand()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.Execute()
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintln(stderr, "updatecache:", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintln(stderr, "Run 'updatecache --help' for usage.")
+		return exitUsage
+	}
+	return exitError
+}
+
+// globalFlags are common to every command.
+type globalFlags struct {
+	repo string
+	json bool
+}
+
+// networkFlags are common to the commands that may reach a registry.
+type networkFlags struct {
+	platform  string
+	authfile  string
+	tlsVerify bool
+	offline   bool
+}
+
+func newRootCommand() *cobra.Command {
+	g := &globalFlags{}
+	root := &cobra.Command{
+		Use:           "updatecache",
+		Short:         "Check for, cache and show OS updates shipped as container images",
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.PersistentFlags().StringVar(&g.repo, "repo", updatecache.DefaultRepoPath, "OSTree repository `PATH`")
+	root.PersistentFlags().BoolVar(&g.json, "json", false, "print JSON")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(newCheckCommand(g), newStatusCommand(g), newClearCommand(g))
+	return root
+}
+
+// exactArgs is cobra.ExactArgs reporting a usage error.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.ExactArgs(n)(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}
+
+func (n *networkFlags) register(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&n.platform, "platform", "", "choose `OS/ARCH[/VARIANT]` from multi-arch images (default: this machine's)")
+	f.StringVar(&n.authfile, "authfile", "", "registry credentials `FILE` (default: the containers auth.json locations)")
+	f.BoolVar(&n.tlsVerify, "tls-verify", true, "verify registry TLS certificates (and require HTTPS)")
+	f.BoolVar(&n.offline, "offline", false, "never use the network; fail if it is needed")
+}
+
+func (n *networkFlags) options() (updatecache.RegistryOptions, error) {
+	sys := &types.SystemContext{AuthFilePath: n.authfile}
+	if !n.tlsVerify {
+		sys.DockerInsecureSkipTLSVerify = types.OptionalBoolTrue
+	}
+	opts := updatecache.RegistryOptions{SystemContext: sys, Offline: n.offline}
+	if n.platform != "" {
+		os, arch, variant, err := updatecache.ParsePlatform(n.platform)
+		if err != nil {
+			return opts, usageError{err}
+		}
+		opts.Platform = &imgspecv1.Platform{OS: os, Architecture: arch, Variant: variant}
+	}
+	return opts, nil
+}

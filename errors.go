@@ -1,0 +1,49 @@
+package updatecache
+
+import (
+	"errors"
+
+	"github.com/osimage/updatecache/internal/ostree"
+	"github.com/osimage/updatecache/internal/registry"
+)
+
+// Errors of this package. Every error returned wraps one of these (or a
+// context error), so callers can branch with errors.Is.
+var (
+	// ErrOffline: the operation needs the network but Offline was set.
+	ErrOffline = errors.New("updatecache: offline, and the network is needed")
+	// ErrNotDeployed: the repository has no merge commit for the image.
+	ErrNotDeployed = errors.New("updatecache: image not deployed")
+	// ErrCorruptCache: the cached update on a merge commit (or the detached
+	// metadata holding it) cannot be read. The deployed image is still
+	// reported where possible.
+	ErrCorruptCache = errors.New("updatecache: corrupt cached update")
+	// ErrInvalidMetadata: a manifest or config, from the registry or the
+	// repository, lacks what an image needs.
+	ErrInvalidMetadata = errors.New("updatecache: invalid image metadata")
+	// ErrInvalidReference: an image reference that cannot be parsed.
+	ErrInvalidReference = errors.New("updatecache: invalid image reference")
+)
+
+// Errors from the registry side, re-exported so callers can test for them.
+var (
+	ErrManifestUnknown     = registry.ErrManifestUnknown     // the image or digest is not (or no longer) in the registry
+	ErrUnauthorized        = registry.ErrUnauthorized        // 401/403
+	ErrRateLimited         = registry.ErrRateLimited         // 429 beyond the retries allowed by the deadline
+	ErrUnavailable         = registry.ErrUnavailable         // 5xx, connection failures, timeouts
+	ErrDigestMismatch      = registry.ErrDigestMismatch      // content that does not match its digest or size
+	ErrTooLarge            = registry.ErrTooLarge            // a manifest or config over its size cap
+	ErrUnsupportedManifest = registry.ErrUnsupportedManifest // schema 1 or an unknown media type
+	ErrNoMatchingPlatform  = registry.ErrNoMatchingPlatform  // an index without the requested platform
+	ErrMalformed           = registry.ErrMalformed           // unparsable registry responses
+)
+
+// Errors from the repository side, re-exported likewise.
+var (
+	ErrNotRepository   = ostree.ErrNotRepository   // not an OSTree repository
+	ErrUnsupportedRepoVersion = ostree.ErrUnsupportedRepoVersion // a repo_version other than 1
+	ErrUnsupportedRepoMode    = ostree.ErrUnsupportedMode        // a repository mode this library does not know
+	ErrCorruptRepo     = ostree.ErrCorrupt         // a repository object that fails its checksum or does not parse
+	ErrLockTimeout     = ostree.ErrLockTimeout     // the repository lock was not granted in time
+	ErrReadOnly        = ostree.ErrReadOnly        // the repository cannot be written
+)

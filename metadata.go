@@ -1,0 +1,213 @@
+package updatecache
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+)
+
+// Image metadata: what the cache shows about an image, derived only from its
+// manifest and config JSON. Nothing here touches the network or the repository.
+
+// Labels and annotations that carry an image's version and creation time, in
+// the order ostree-ext consults them.
+const (
+	labelOCIVersion      = "org.opencontainers.image.version"
+	labelVersion         = "version"
+	annotationOCICreated = "org.opencontainers.image.created"
+)
+
+// Layer is one layer of an image as its manifest describes it.
+type Layer struct {
+	Digest    digest.Digest `json:"digest"`
+	Size      int64         `json:"size"` // compressed size: what a pull downloads
+	MediaType string        `json:"mediaType,omitempty"`
+}
+
+// Image describes one per-platform image.
+type Image struct {
+	// ManifestDigest is the digest of the per-platform manifest (never an index).
+	ManifestDigest digest.Digest
+	// TopDigest is the digest the tag pointed to: an index for a multi-arch
+	// image, otherwise equal to ManifestDigest. Empty when not known, as for
+	// images deployed by tools that do not record it.
+	TopDigest    digest.Digest
+	ConfigDigest digest.Digest
+	// Version is the config label org.opencontainers.image.version, else
+	// the label version; empty when neither is set.
+	Version string
+	// Timestamp is the manifest annotation org.opencontainers.image.created,
+	// else the config's created time; zero when neither is set.
+	Timestamp    time.Time
+	OS           string
+	Architecture string
+	Variant      string
+	Layers       []Layer
+}
+
+// ManifestDiff compares the layers of two images the way rpm-ostree does:
+// layers are keyed by digest and sizes are compressed blob sizes.
+type ManifestDiff struct {
+	Total       int   `json:"total"`     // layers in the new image
+	TotalSize   int64 `json:"totalSize"` // their total size
+	NRemoved    int   `json:"nRemoved"`  // layers only in the old image
+	RemovedSize int64 `json:"removedSize"`
+	NAdded      int   `json:"nAdded"` // layers only in the new image: what a pull downloads
+	AddedSize   int64 `json:"addedSize"`
+}
+
+// manifestJSON holds the fields shared by OCI image manifests and Docker
+// schema 2 manifests.
+type manifestJSON struct {
+	SchemaVersion int               `json:"schemaVersion"`
+	MediaType     string            `json:"mediaType"`
+	Config        descriptorJSON    `json:"config"`
+	Layers        []descriptorJSON  `json:"layers"`
+	Annotations   map[string]string `json:"annotations"`
+}
+
+type descriptorJSON struct {
+	MediaType string `json:"mediaType"`
+	Digest    string `json:"digest"`
+	Size      int64  `json:"size"`
+}
+
+type configJSON struct {
+	Created      *time.Time `json:"created"`
+	OS           string     `json:"os"`
+	Architecture string     `json:"architecture"`
+	Variant      string     `json:"variant"`
+	Config       struct {
+		Labels map[string]string `json:"Labels"`
+	} `json:"config"`
+}
+
+// parseImage derives an Image from a per-platform manifest and its config.
+// The JSON may have been re-serialised (ostree-ext does so), so it is parsed,
+// never hash-checked here; callers verify digests of bytes they fetched.
+// A config of "null" (written by very old ostree-ext) yields no version,
+// platform or config time.
+func parseImage(manifestDigest digest.Digest, manifest, config []byte) (*Image, error) {
+	if err := manifestDigest.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: manifest digest %q: %v", ErrInvalidMetadata, manifestDigest, err)
+	}
+	var m manifestJSON
+	if err := json.Unmarshal(manifest, &m); err != nil {
+		return nil, fmt.Errorf("%w: manifest %s: %v", ErrInvalidMetadata, manifestDigest, err)
+	}
+	if m.SchemaVersion != 2 {
+		return nil, fmt.Errorf("%w: manifest %s: schemaVersion %d, want 2", ErrInvalidMetadata, manifestDigest, m.SchemaVersion)
+	}
+	img := &Image{ManifestDigest: manifestDigest}
+	var err error
+	if img.ConfigDigest, err = parseDigest(m.Config.Digest); err != nil {
+		return nil, fmt.Errorf("%w: manifest %s: config: %v", ErrInvalidMetadata, manifestDigest, err)
+	}
+	img.Layers = make([]Layer, 0, len(m.Layers))
+	for i, l := range m.Layers {
+		d, err := parseDigest(l.Digest)
+		if err != nil {
+			return nil, fmt.Errorf("%w: manifest %s: layer %d: %v", ErrInvalidMetadata, manifestDigest, i, err)
+		}
+		if l.Size < 0 {
+			return nil, fmt.Errorf("%w: manifest %s: layer %d: negative size", ErrInvalidMetadata, manifestDigest, i)
+		}
+		img.Layers = append(img.Layers, Layer{Digest: d, Size: l.Size, MediaType: l.MediaType})
+	}
+	if created, ok := m.Annotations[annotationOCICreated]; ok {
+		if t, err := time.Parse(time.RFC3339Nano, created); err == nil {
+			img.Timestamp = t.UTC()
+		}
+	}
+
+	var c *configJSON
+	if err := json.Unmarshal(config, &c); err != nil {
+		return nil, fmt.Errorf("%w: config of %s: %v", ErrInvalidMetadata, manifestDigest, err)
+	}
+	if c != nil {
+		img.OS, img.Architecture, img.Variant = c.OS, c.Architecture, c.Variant
+		img.Version = c.Config.Labels[labelOCIVersion]
+		if img.Version == "" {
+			img.Version = c.Config.Labels[labelVersion]
+		}
+		if img.Timestamp.IsZero() && c.Created != nil {
+			img.Timestamp = c.Created.UTC()
+		}
+	}
+	return img, nil
+}
+
+func parseDigest(s string) (digest.Digest, error) {
+	d, err := digest.Parse(s)
+	if err != nil {
+		return "", fmt.Errorf("digest %q: %v", s, err)
+	}
+	return d, nil
+}
+
+// Platform returns the image's platform as os/arch[/variant], or "" when the
+// config does not say.
+func (img *Image) Platform() string {
+	if img.OS == "" || img.Architecture == "" {
+		return ""
+	}
+	p := img.OS + "/" + img.Architecture
+	if img.Variant != "" {
+		p += "/" + img.Variant
+	}
+	return p
+}
+
+// diffLayers compares the layers of from and to; from may be nil (nothing
+// deployed), in which case every layer of to is added.
+func diffLayers(from, to *Image) ManifestDiff {
+	var d ManifestDiff
+	old := map[digest.Digest]bool{}
+	if from != nil {
+		for _, l := range from.Layers {
+			old[l.Digest] = true
+		}
+	}
+	current := map[digest.Digest]bool{}
+	for _, l := range to.Layers {
+		d.Total++
+		d.TotalSize += l.Size
+		// A layer listed twice is downloaded once.
+		if !old[l.Digest] && !current[l.Digest] {
+			d.NAdded++
+			d.AddedSize += l.Size
+		}
+		current[l.Digest] = true
+	}
+	if from != nil {
+		removed := map[digest.Digest]bool{}
+		for _, l := range from.Layers {
+			if !current[l.Digest] && !removed[l.Digest] {
+				d.NRemoved++
+				d.RemovedSize += l.Size
+				removed[l.Digest] = true
+			}
+		}
+	}
+	return d
+}
+
+// ParsePlatform parses os/arch[/variant] as used by --platform.
+func ParsePlatform(s string) (os, arch, variant string, err error) {
+	parts := strings.Split(s, "/")
+	if len(parts) < 2 || len(parts) > 3 {
+		return "", "", "", fmt.Errorf("platform %q: want OS/ARCH[/VARIANT]", s)
+	}
+	for _, p := range parts {
+		if p == "" {
+			return "", "", "", fmt.Errorf("platform %q: empty component", s)
+		}
+	}
+	if len(parts) == 3 {
+		variant = parts[2]
+	}
+	return parts[0], parts[1], variant, nil
+}
