@@ -40,10 +40,10 @@ var (
 
 // Errors from the repository side, re-exported likewise.
 var (
-	ErrNotRepository   = ostree.ErrNotRepository   // not an OSTree repository
+	ErrNotRepository          = ostree.ErrNotRepository          // not an OSTree repository
 	ErrUnsupportedRepoVersion = ostree.ErrUnsupportedRepoVersion // a repo_version other than 1
 	ErrUnsupportedRepoMode    = ostree.ErrUnsupportedMode        // a repository mode this library does not know
-	ErrCorruptRepo     = ostree.ErrCorrupt         // a repository object that fails its checksum or does not parse
-	ErrLockTimeout     = ostree.ErrLockTimeout     // the repository lock was not granted in time
-	ErrReadOnly        = ostree.ErrReadOnly        // the repository cannot be written
+	ErrCorruptRepo            = ostree.ErrCorrupt                // a repository object that fails its checksum or does not parse
+	ErrLockTimeout            = ostree.ErrLockTimeout            // the repository lock was not granted in time
+	ErrReadOnly               = ostree.ErrReadOnly               // the repository cannot be written
 )

@@ -284,4 +284,3 @@ func TestInvalidReferences(t *testing.T) {
 	_, err := updatecache.QueryCommit(e.repo, "abc")
 	assert.ErrorIs(t, err, updatecache.ErrInvalidReference)
 }
-

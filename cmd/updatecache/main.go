@@ -10,8 +10,8 @@ import (
 	"io"
 	"os"
 
-	"github.com/spf13/cobra"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/spf13/cobra"
 	"go.podman.io/image/v5/types"
 
 	"github.com/osimage/updatecache"
