@@ -12,9 +12,13 @@ import (
 
 // WriteLayout writes a as a new OCI image layout in dir (created if
 // needed), its top manifest named tag, for tests of the oci: transport
-// ("oci:DIR:TAG"). An existing index.json in dir is replaced.
+// ("oci:DIR:TAG"). An existing index.json in dir is replaced. Only
+// OCI-format artifacts fit: readers of layouts skip Docker media types.
 func WriteLayout(dir, tag string, a Artifact) error {
 	mediaType, data, d := a.topManifest()
+	if mediaType != imgspecv1.MediaTypeImageManifest && mediaType != imgspecv1.MediaTypeImageIndex {
+		return fmt.Errorf("updatecachetest: an OCI layout cannot hold %s", mediaType)
+	}
 	var blobs []Blob
 	switch a := a.(type) {
 	case *Image:
