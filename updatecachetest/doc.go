@@ -1,0 +1,33 @@
+// Package updatecachetest is a test kit for programs that check for and
+// fetch OS updates shipped as container images: it builds small synthetic
+// OS images, runs registries on loopback that count every request and can
+// be made to fail in precise ways, and pushes images to any registry.
+//
+// # Images
+//
+// NewImage builds an image from an ImageSpec (version label, creation time,
+// platform, layers of files, directories and symlinks; gzip, zstd or no
+// compression; OCI or Docker schema 2 manifests). The bytes are
+// deterministic, so the same spec always has the same digests. NewIndex
+// combines images into a multi-platform index.
+//
+// # Registries
+//
+// NewRegistry (for tests) and StartRegistry (elsewhere, with Close) run an
+// in-memory registry on 127.0.0.1 over plain HTTP. NewProxy and StartProxy
+// put the same counting and fault injection in front of any other registry,
+// such as the real docker-registry server, so one fault table can run
+// against both. Counts reports requests by kind (ping, manifest, blob,
+// upload, token) and method, per path and per blob digest, which lets a
+// test assert, for example, that an update check made one manifest HEAD
+// and no GET. AddFault makes matching requests fail: an HTTP status (with
+// Retry-After or a registry error body), a delay, a truncated, corrupted,
+// padded or replaced body, or a lying Docker-Content-Digest. Close (or
+// Stop) makes the registry go away.
+//
+// Push uploads images and indexes to any registry speaking the
+// distribution API over plain HTTP; DeleteManifest removes one again.
+// SystemContext returns containers/image settings that reach these
+// registries without reading the machine's registry configuration or
+// credentials.
+package updatecachetest
