@@ -45,6 +45,12 @@ func ostreeCommit(t *testing.T, r *Repo, files map[string]string, args ...string
 			t.Fatal(err)
 		}
 	}
+	return ostreeCommitDir(t, r, src, args...)
+}
+
+// ostreeCommitDir commits the directory src with the real tool.
+func ostreeCommitDir(t *testing.T, r *Repo, src string, args ...string) string {
+	t.Helper()
 	out := testtool.RunOstree(t, append([]string{"commit", "--repo=" + r.Path(), "--tree=dir=" + src}, args...)...)
 	sum := strings.TrimSpace(out)
 	if !ValidChecksum(sum) {
@@ -57,6 +63,8 @@ func sha256Hex(data []byte) string {
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:])
 }
+
+func unixSetxattr(path, name string, value []byte) error { return unix.Setxattr(path, name, value, 0) }
 
 func mkfifo(p string) error { return unix.Mkfifo(p, 0o644) }
 
