@@ -24,7 +24,10 @@ var (
 	// ErrUnauthorized: the registry refused our credentials or access (401, 403).
 	ErrUnauthorized = errors.New("registry: unauthorized")
 	// ErrRateLimited: the registry kept answering 429 after the retries
-	// containers/image makes (honouring Retry-After).
+	// containers/image makes, honouring Retry-After. If the context's
+	// deadline expires while waiting out a Retry-After, containers/image
+	// reports only the deadline, so the error is ErrUnavailable wrapping
+	// context.DeadlineExceeded.
 	ErrRateLimited = errors.New("registry: rate limited")
 	// ErrUnavailable: the registry could not be reached or failed (5xx,
 	// connection refused or reset, timeouts). A timeout also wraps

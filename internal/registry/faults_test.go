@@ -151,6 +151,15 @@ var faultCases = []faultCase{
 		op:     opFetchDigest, want: registry.ErrRateLimited,
 	},
 	{
+		// containers/image waits out Retry-After inside one call and then
+		// returns the bare context error, so a deadline that expires first
+		// reads as a timeout, not as rate limiting.
+		name:    "429 Retry-After beyond the deadline",
+		faults:  faults(head(status(429, nil, "Retry-After", "30"))),
+		timeout: time.Second,
+		op:      opDigest, want: registry.ErrUnavailable, also: context.DeadlineExceeded,
+	},
+	{
 		name:    "HEAD slower than the deadline",
 		faults:  faults(head(updatecachetest.Fault{Delay: time.Minute})),
 		timeout: 500 * time.Millisecond,
