@@ -60,8 +60,9 @@ func readFileCapped(path string, limit int64, flag int) ([]byte, error) {
 func writeFileAtomic(dir, name string, data []byte, perm os.FileMode) error {
 	target := filepath.Join(dir, name)
 	// The dot prefix keeps libostree's object and ref listings from taking
-	// a leftover temp file (after a crash) for an object or a ref.
-	tmp, err := os.CreateTemp(dir, ".tmp-"+name+"-")
+	// a leftover temp file (after a crash) for an object or a ref; the
+	// name is left out so a long ref name cannot push it past NAME_MAX.
+	tmp, err := os.CreateTemp(dir, ".tmp-")
 	if err != nil {
 		return writeError("create temporary file for", target, err)
 	}

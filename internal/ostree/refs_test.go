@@ -125,6 +125,23 @@ func TestRefsInteropWithOstree(t *testing.T) {
 			t.Errorf("second DeleteRef(%q): %v; want ErrRefNotFound", ref, err)
 		}
 	}
+	// A ref cannot live where a directory of refs is, nor below a ref.
+	if err := r.SetRef(ctx, "foo", c1); !errors.Is(err, ErrInvalidRef) {
+		t.Errorf("SetRef over a ref directory: %v; want ErrInvalidRef", err)
+	}
+	if err := r.SetRef(ctx, "baz/sub", c1); err == nil {
+		t.Error("SetRef below an existing ref succeeded")
+	}
+	if got, err := r.ResolveRef("baz"); err != nil || got != c2 {
+		t.Errorf("baz after the refused SetRef = %s, %v", got, err)
+	}
+	// A long ref component (up to NAME_MAX) works, as with libostree.
+	long := "l/" + strings.Repeat("x", 255)
+	if err := r.SetRef(ctx, long, c1); err != nil {
+		t.Errorf("SetRef with a 255-byte component: %v", err)
+	} else if got := revParse(t, r, long); got != c1 {
+		t.Errorf("ostree rev-parse of the long ref = %s", got)
+	}
 	if err := r.DeleteRef(ctx, "foo"); !errors.Is(err, ErrRefNotFound) {
 		t.Errorf("DeleteRef of a ref directory: %v; want ErrRefNotFound", err)
 	}
