@@ -10,9 +10,12 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/image/v5/docker"
 	"go.podman.io/image/v5/oci/layout"
+	"go.podman.io/image/v5/types"
 
 	"github.com/osimage/updatecache/internal/registry"
+	"github.com/osimage/updatecache/internal/testtool"
 	"github.com/osimage/updatecache/updatecachetest"
 )
 
@@ -276,5 +279,57 @@ func TestSentinelsDistinct(t *testing.T) {
 		if slices.IndexFunc(all, func(b error) bool { return errors.Is(a, b) }) != i {
 			t.Errorf("%v matches another sentinel", a)
 		}
+	}
+}
+
+// TestAuth runs the real docker-registry with htpasswd auth: anonymous and
+// wrong credentials are ErrUnauthorized, the right ones (from the
+// SystemContext) work.
+func TestAuth(t *testing.T) {
+	host, _ := testtool.StartRegistryWithAuth(t, "updater", "s3cret")
+	img := osImage(t, "8.0", amd64, updatecachetest.OCI, updatecachetest.Gzip)
+	ctx := ctxFor(t, 30*time.Second)
+	if _, err := updatecachetest.Push(ctx, host, "auth/os", "stable", img, updatecachetest.HTTPOptions{}); err == nil {
+		t.Fatal("anonymous push accepted: the registry is not enforcing auth")
+	}
+	if _, err := updatecachetest.Push(ctx, host, "auth/os", "stable", img, updatecachetest.HTTPOptions{Username: "updater", Password: "s3cret"}); err != nil {
+		t.Fatal(err)
+	}
+	ref, err := docker.ParseReference("//" + host + "/auth/os:stable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := updatecachetest.SystemContext(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		auth *types.DockerAuthConfig
+		want error
+	}{
+		{"anonymous", nil, registry.ErrUnauthorized},
+		{"wrong password", &types.DockerAuthConfig{Username: "updater", Password: "guess"}, registry.ErrUnauthorized},
+		{"right password", &types.DockerAuthConfig{Username: "updater", Password: "s3cret"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sys := *base
+			sys.DockerAuthConfig = tc.auth
+			c := registry.New(registry.Options{SystemContext: &sys})
+			d, err := c.Digest(ctx, ref)
+			if !errors.Is(err, tc.want) || (tc.want == nil && err != nil) {
+				t.Fatalf("Digest: %v, want %v", err, tc.want)
+			}
+			if tc.want != nil {
+				if _, err := c.Fetch(ctx, ref, img.ManifestDigest); !errors.Is(err, tc.want) {
+					t.Fatalf("Fetch: %v, want %v", err, tc.want)
+				}
+				return
+			}
+			got, err := c.Fetch(ctx, ref, d)
+			if err != nil || got.ConfigDigest != img.ConfigDigest() {
+				t.Fatalf("Fetch: %v", err)
+			}
+		})
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // registryStartTimeout bounds how long StartRegistry waits for the server.
@@ -25,13 +27,35 @@ const registryStartTimeout = 20 * time.Second
 // ends. A missing docker-registry skips the test (fails when Required).
 func StartRegistry(t testing.TB) (host string, stop func()) {
 	t.Helper()
+	return startRegistryT(t, "")
+}
+
+// StartRegistryWithAuth is StartRegistry with htpasswd basic auth: only
+// user with password may pull or push.
+func StartRegistryWithAuth(t testing.TB, user, password string) (host string, stop func()) {
+	t.Helper()
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
+	if err := os.WriteFile(htpasswd, []byte(user+":"+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return startRegistryT(t, fmt.Sprintf("auth:\n  htpasswd:\n    realm: updatecache-test\n    path: %s\n", htpasswd))
+}
+
+// startRegistryT starts docker-registry with extraConfig appended to its
+// configuration, failing t if it does not come up.
+func startRegistryT(t testing.TB, extraConfig string) (string, func()) {
+	t.Helper()
 	bin := Need(t, "docker-registry", "docker-registry")
 	dir := t.TempDir()
 	// The port is found by binding and releasing it, so another process
 	// may take it in between; a few attempts make that race harmless.
 	var lastErr error
 	for range 3 {
-		host, stop, err := startRegistry(bin, dir)
+		host, stop, err := startRegistry(bin, dir, extraConfig)
 		if err == nil {
 			t.Cleanup(stop)
 			return host, stop
@@ -42,7 +66,7 @@ func StartRegistry(t testing.TB) (host string, stop func()) {
 	return "", nil
 }
 
-func startRegistry(bin, dir string) (string, func(), error) {
+func startRegistry(bin, dir, extraConfig string) (string, func(), error) {
 	host, err := freeLoopbackAddr()
 	if err != nil {
 		return "", nil, err
@@ -64,7 +88,7 @@ storage:
       enabled: false
 http:
   addr: %s
-`, storage, host)
+%s`, storage, host, extraConfig)
 	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
 		return "", nil, err
 	}
@@ -99,8 +123,8 @@ http:
 	return host, stop, nil
 }
 
-// waitForPing polls GET /v2/ until it answers 200, the server exits, or
-// registryStartTimeout passes.
+// waitForPing polls GET /v2/ until it answers as a registry does (200, or
+// 401 when auth is on), the server exits, or registryStartTimeout passes.
 func waitForPing(host string, exited <-chan struct{}) error {
 	ctx, cancel := context.WithTimeout(context.Background(), registryStartTimeout)
 	defer cancel()
@@ -114,7 +138,7 @@ func waitForPing(host string, exited <-chan struct{}) error {
 		}
 		if res, err := client.Do(req); err == nil {
 			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
+			if res.StatusCode == http.StatusOK || res.StatusCode == http.StatusUnauthorized {
 				return nil
 			}
 		}
