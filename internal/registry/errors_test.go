@@ -1,0 +1,89 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/docker/distribution/registry/api/errcode"
+	digest "github.com/opencontainers/go-digest"
+	"go.podman.io/image/v5/docker"
+)
+
+// statusErr stands for containers/image's unexported error types that
+// carry an HTTP status in an exported StatusCode field.
+type statusErr struct{ StatusCode int }
+
+func (e *statusErr) Error() string { return fmt.Sprintf("StatusCode: %d", e.StatusCode) }
+
+// bodyErr parses a registry error body as containers/image does.
+func bodyErr(t *testing.T, code string) error {
+	t.Helper()
+	var errs errcode.Errors
+	if err := json.Unmarshal([]byte(`{"errors":[{"code":"`+code+`","message":"m"}]}`), &errs); err != nil || len(errs) != 1 {
+		t.Fatalf("parsing %s: %v", code, err)
+	}
+	return fmt.Errorf("reading manifest: %w", errs[0])
+}
+
+func TestClassify(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want error // nil: no sentinel
+	}{
+		{"deadline", fmt.Errorf("Head x: %w", context.DeadlineExceeded), ErrUnavailable},
+		{"canceled", fmt.Errorf("Head x: %w", context.Canceled), nil},
+		{"429 from containers/image", docker.ErrTooManyRequests, ErrRateLimited},
+		{"bad credentials", docker.ErrUnauthorizedForCredentials{Err: errors.New("no")}, ErrUnauthorized},
+		{"MANIFEST_UNKNOWN", bodyErr(t, "MANIFEST_UNKNOWN"), ErrManifestUnknown},
+		{"NAME_UNKNOWN", bodyErr(t, "NAME_UNKNOWN"), ErrManifestUnknown},
+		{"BLOB_UNKNOWN", bodyErr(t, "BLOB_UNKNOWN"), ErrManifestUnknown},
+		{"UNAUTHORIZED", bodyErr(t, "UNAUTHORIZED"), ErrUnauthorized},
+		{"DENIED", bodyErr(t, "DENIED"), ErrUnauthorized},
+		{"TOOMANYREQUESTS", bodyErr(t, "TOOMANYREQUESTS"), ErrRateLimited},
+		{"UNAVAILABLE", bodyErr(t, "UNAVAILABLE"), ErrUnavailable},
+		{"unregistered code saying not found", errcode.ErrorCodeUnknown.WithMessage("Not Found"), ErrManifestUnknown},
+		{"unregistered code", errcode.ErrorCodeUnknown.WithMessage("odd"), nil},
+		{"5xx", fmt.Errorf("x: %w", docker.UnexpectedHTTPStatusError{StatusCode: 503}), ErrUnavailable},
+		{"408", &statusErr{408}, ErrUnavailable},
+		{"status 404", fmt.Errorf("x: %w", &statusErr{404}), ErrManifestUnknown},
+		{"status 403", &statusErr{403}, ErrUnauthorized},
+		{"status 429", &statusErr{429}, ErrRateLimited},
+		{"status 400", &statusErr{400}, nil},
+		{"refused", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, ErrUnavailable},
+		{"reset", fmt.Errorf("read: %w", syscall.ECONNRESET), ErrUnavailable},
+		{"closed before answering", fmt.Errorf("Get x: %w", io.EOF), ErrUnavailable},
+		{"dns", &net.DNSError{Err: "no such host", Name: "registry.invalid"}, ErrUnavailable},
+		{"truncated", fmt.Errorf("reading manifest body: %w", io.ErrUnexpectedEOF), ErrMalformed},
+		{"size limit", errors.New("reading manifest body: exceeded maximum allowed size of 4194304 bytes"), ErrTooLarge},
+		{"bad digest header", digest.ErrDigestInvalidFormat, ErrMalformed},
+		{"other", errors.New("something else"), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := classify(tc.err, "HEAD manifest docker://h/r:t")
+			if !errors.Is(got, tc.err) {
+				t.Errorf("%v does not wrap the original %v", got, tc.err)
+			}
+			if !strings.Contains(got.Error(), "HEAD manifest docker://h/r:t") {
+				t.Errorf("%v lacks the operation", got)
+			}
+			all := []error{ErrManifestUnknown, ErrUnauthorized, ErrRateLimited, ErrUnavailable, ErrDigestMismatch,
+				ErrTooLarge, ErrUnsupportedManifest, ErrNoMatchingPlatform, ErrMalformed}
+			for _, s := range all {
+				if errors.Is(got, s) != (s == tc.want) {
+					t.Errorf("%v: errors.Is(%v) = %v, want sentinel %v", got, s, errors.Is(got, s), tc.want)
+				}
+			}
+		})
+	}
+	if classify(nil, "x") != nil {
+		t.Error("classify(nil) is not nil")
+	}
+}
