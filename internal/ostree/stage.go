@@ -14,6 +14,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -165,7 +166,10 @@ func (s *Stage) Stats() StageStats { return s.stats }
 // and a symlink as a file holding the target and a NUL; bare-user-only
 // accepts only what it can store (uid and gid 0, no xattrs, permissions
 // within 0775: see FileMeta.CanonicalPermissions); bare sets the real
-// owner, mode and xattrs, which needs root.
+// owner, mode and xattrs, which needs root. What a mode cannot store is
+// recorded as it will read back, so the object passes fsck: bare and
+// bare-user-only record a symlink's permission bits as 0777 (it is a real
+// symlink), and bare leaves out xattrs with an empty value.
 func (s *Stage) WriteContent(ctx context.Context, meta FileMeta, size int64, content io.Reader) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", err
@@ -180,6 +184,17 @@ func (s *Stage) WriteContent(ctx context.Context, meta FileMeta, size int64, con
 	if s.repo.mode == ModeBareUserOnly && (meta.UID != 0 || meta.GID != 0 || len(meta.Xattrs) > 0 || !symlink && meta.Mode&^(ModeTypeMask|0o775) != 0) {
 		return "", fmt.Errorf("%w: bare-user-only stores no owner, xattrs or mode bits beyond 0775 (got uid %d gid %d mode %#o, %d xattrs)",
 			ErrInvalidContent, meta.UID, meta.GID, meta.Mode, len(meta.Xattrs))
+	}
+	// Record what the stored file will show when fsck reads it back;
+	// anything else makes the object fail fsck (libostree's tar import has
+	// both bugs).
+	if symlink && (s.repo.mode == ModeBare || s.repo.mode == ModeBareUserOnly) {
+		// These modes store a symlink as a real one, always 0777.
+		meta.Mode = ModeSymlink | 0o777
+	}
+	if s.repo.mode == ModeBare {
+		// libostree reads no xattr with an empty value back from disk.
+		meta.Xattrs = slices.DeleteFunc(slices.Clone(meta.Xattrs), func(x Xattr) bool { return len(x.Value) == 0 })
 	}
 	sum, err := newContentHash(meta)
 	if err != nil {
