@@ -43,7 +43,7 @@ type ent struct {
 }
 
 func reg(name string, mode int64, body string) ent { return ent{name: name, mode: mode, body: body} }
-func dir(name string, mode int64) ent            { return ent{name: name, typ: tar.TypeDir, mode: mode} }
+func dir(name string, mode int64) ent              { return ent{name: name, typ: tar.TypeDir, mode: mode} }
 func symlink(name, target string) ent {
 	return ent{name: name, typ: tar.TypeSymlink, mode: 0o777, link: target}
 }
