@@ -18,8 +18,9 @@ import (
 // Sentinel errors. Every error returned by Client wraps at most one of these
 // (reachable with errors.Is) together with the underlying cause.
 var (
-	// ErrManifestUnknown: the image, tag or digest is not (or no longer) in
-	// the registry (404, MANIFEST_UNKNOWN, NAME_UNKNOWN, BLOB_UNKNOWN).
+	// ErrManifestUnknown: the image, tag or digest, or one of its blobs
+	// (config or layer), is not (or no longer) in the registry (404,
+	// MANIFEST_UNKNOWN, NAME_UNKNOWN, BLOB_UNKNOWN).
 	ErrManifestUnknown = errors.New("registry: manifest unknown")
 	// ErrUnauthorized: the registry refused our credentials or access (401, 403).
 	ErrUnauthorized = errors.New("registry: unauthorized")
@@ -37,6 +38,7 @@ var (
 	// digest, or their size differs from the descriptor's.
 	ErrDigestMismatch = errors.New("registry: digest mismatch")
 	// ErrTooLarge: a manifest or config is bigger than the configured cap.
+	// (A blob longer than its descriptor says is ErrDigestMismatch.)
 	ErrTooLarge = errors.New("registry: too large")
 	// ErrUnsupportedManifest: schema 1, an unknown media type, or not a
 	// container image.
@@ -46,6 +48,7 @@ var (
 	// ErrMalformed: bad JSON, missing or invalid fields, invalid digests,
 	// truncated bodies.
 	ErrMalformed = errors.New("registry: malformed")
+
 )
 
 // wrapf returns an error that matches sentinel and, when cause is non-nil,
