@@ -130,7 +130,7 @@ func decodeVariant(data []byte, off, level int) (Variant, error) {
 	} else {
 		var err error
 		if ct, err = parseType(string(ts)); err != nil {
-			return Variant{}, malformed(vt, off+sep+1, "%v", err)
+			return Variant{}, malformed(vt, off+sep+1, "type string %q: %s", ts, err.(*typeError).detail())
 		}
 	}
 	// GLib's rule: the variant's type must leave room for its deepest
@@ -261,7 +261,7 @@ func (it *elemIter) next() (lo, hi int, err error) {
 	at := it.table + i*it.width
 	end := readOffset(it.data[at : at+it.width])
 	if end < uint64(lo) || end > uint64(it.table) {
-		return 0, 0, malformed(it.t, it.off+at, "element %d ends at %d, outside %d..%d", i, end, lo, it.table)
+		return 0, 0, malformed(it.t, it.off+lo, "element %d ends at %d, outside %d..%d", i, end, lo, it.table)
 	}
 	it.pos = int(end)
 	return lo, it.pos, nil

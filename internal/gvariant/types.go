@@ -103,8 +103,24 @@ type typeParser struct {
 	pos int
 }
 
+// typeError says where and why a type string is invalid; it unwraps to
+// ErrInvalidType.
+type typeError struct {
+	typ    string
+	pos    int
+	reason string
+}
+
+func (e *typeError) Error() string {
+	return fmt.Sprintf("gvariant: invalid type string %q: %s", e.typ, e.detail())
+}
+
+func (e *typeError) detail() string { return fmt.Sprintf("%s at byte %d", e.reason, e.pos) }
+
+func (e *typeError) Unwrap() error { return ErrInvalidType }
+
 func (p *typeParser) fail(reason string) error {
-	return fmt.Errorf("%w %q: %s at byte %d", ErrInvalidType, p.s, reason, p.pos)
+	return &typeError{typ: p.s, pos: p.pos, reason: reason}
 }
 
 // one parses the type at p.pos; budget is how many containers it may still

@@ -282,20 +282,21 @@ def raw_candidates():
     deep_a = b"\x05" + bytes(range(1, 128))  # 128 arrays around a byte
     return [
         ("v", deep_v), ("v", deep_v[:-2]), ("a" * 128 + "y", deep_a), ("a" * 127 + "y", deep_a[:-1]),
-        ("v", b"\0" + b"\0v" * 126 + b"\0a()"), ("v", b"\0" + b"\0v" * 127 + b"\0a()"),
-        ("as", bytes.fromhex("61000200")),  # offsets wider than needed
+        ("v", b"\0a()" + b"\0v" * 126), ("v", b"\0a()" + b"\0v" * 127),  # 127, 128 variants around a()
+        ("as", b"a" * 253 + bytes.fromhex("00 fe00")),  # offsets wider than needed
+        ("(ss)", b"a" * 252 + bytes.fromhex("00 00 fd00")),
         ("as", bytes.fromhex("6100620004 02")),  # decreasing offsets
         ("as", bytes.fromhex("610062000102")),  # overlapping elements
         ("as", bytes.fromhex("6100620002 09")),  # offset out of range
-        ("a(xs)", bytes.fromhex("0100000000000000 6100 01000000000000 0200000000000000 00 0a 19")),  # bad padding
-        ("a(xs)", bytes.fromhex("0100000000000000 6100 00000000000000 0200000000000000 00 0a 19")),
+        ("a(xs)", bytes.fromhex("0100000000000000 6100 010000000000 0200000000000000 00 0a 19")),  # bad padding
+        ("a(xs)", bytes.fromhex("0100000000000000 6100 000000000000 0200000000000000 00 0a 19")),
         ("(uy)", bytes.fromhex("0100000002000100")), ("(uy)", bytes.fromhex("0100000002000000")),
         ("b", b"\x02"), ("s", b"a"), ("s", b"a\0b\0"), ("s", b"\xff\0"), ("o", b"/a/\0"), ("o", b"a\0"),
         ("o", b"/a//b\0"), ("o", b"/a-b\0"), ("g", b"m\0"), ("g", b"a\0"), ("g", b"(\0"), ("g", b"{vs}\0"),
         ("v", b"\x07\0\0\0\0u"), ("v", b"\x07\0\0\0\0uu"), ("v", b"\x07\0\0\0\0"), ("v", b"\x07\0\0\0\0r"),
         ("v", b"\x07\0\0\0u"), ("v", b"\x07\0\0\0\0\0u"), ("ay", b""), ("at", b"\0" * 12), ("a()", b"\1"),
         ("()", b"\0"), ("()", b"\1"), ("my", b"\1"), ("ms", b"a\0\1"), ("ms", b"a\0"), ("ms", b"\0"),
-        ("a{sv}", bytes.fromhex("6b00000000000000 7600007302 0e")),  # entry offset past the value
+        ("a{sv}", bytes.fromhex("6b00000000000000 760000730e 0d")),  # key offset past the entry
     ]
 
 
