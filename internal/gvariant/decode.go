@@ -77,9 +77,6 @@ func decode(t *typeNode, data []byte, off, level int) (any, error) {
 }
 
 func decodeEntry(t *typeNode, data []byte, off, level int) (DictEntry, error) {
-	if level >= MaxDepth {
-		return DictEntry{}, malformed(t, off, "nested inside %d containers", level)
-	}
 	var e DictEntry
 	err := walkTuple(t, data, off, func(i int, f *typeNode, b []byte, o int) (err error) {
 		if i == 0 {

@@ -167,7 +167,7 @@ func (e *encoder) value(t *typeNode, v any, level int) error {
 			if len(x) != len(t.fields) {
 				return mismatch(t, "%d members, want %d", len(x), len(t.fields))
 			}
-			return e.tuple(t, level, func(i int, f *typeNode) error { return e.value(f, x[i], level+1) })
+			return e.tuple(t, func(i int, f *typeNode) error { return e.value(f, x[i], level+1) })
 		}
 	}
 	if !ok {
@@ -177,7 +177,7 @@ func (e *encoder) value(t *typeNode, v any, level int) error {
 }
 
 func (e *encoder) entry(t *typeNode, d DictEntry, level int) error {
-	return e.tuple(t, level, func(i int, f *typeNode) error {
+	return e.tuple(t, func(i int, f *typeNode) error {
 		if i == 0 {
 			return e.value(f, d.Key, level+1)
 		}
@@ -231,38 +231,46 @@ func (e *encoder) array(t *typeNode, v any, level int) error {
 	el := t.elem
 	switch x := v.(type) {
 	case []any:
-		return e.elements(t, len(x), func(i int) error { return e.value(el, x[i], level+1) })
+		return e.elements(t, len(x), level, func(i int) error { return e.value(el, x[i], level+1) })
 	case []byte:
 		if el.kind == 'y' {
-			if len(x) > 0 && level+1 >= MaxDepth {
-				return fmt.Errorf("%w: elements of %s inside %d containers", ErrTooDeep, t.str, level+1)
+			if err := checkElemDepth(t, len(x), level); err != nil {
+				return err
 			}
 			e.buf = append(e.buf, x...)
 			return nil
 		}
 	case []string:
 		if el.kind == 's' {
-			return e.elements(t, len(x), func(i int) error {
-				if level+1 >= MaxDepth {
-					return fmt.Errorf("%w: elements of %s inside %d containers", ErrTooDeep, t.str, level+1)
-				}
-				return e.text(el, x[i])
-			})
+			return e.elements(t, len(x), level, func(i int) error { return e.text(el, x[i]) })
 		}
 	case []DictEntry:
 		if el.kind == '{' {
-			return e.elements(t, len(x), func(i int) error { return e.entry(el, x[i], level+1) })
+			return e.elements(t, len(x), level, func(i int) error { return e.entry(el, x[i], level+1) })
 		}
 	case VarDict:
 		if el.str == varEntryType.str {
-			return e.elements(t, len(x), func(i int) error { return e.varEntry(x[i], level+1) })
+			return e.elements(t, len(x), level, func(i int) error { return e.varEntry(x[i], level+1) })
 		}
 	}
 	return wrongGoType(t, v)
 }
 
-// elements writes an array of n elements, put(i) writing element i.
-func (e *encoder) elements(t *typeNode, n int, put func(i int) error) error {
+// checkElemDepth refuses elements for an array at the given level if they
+// would sit too deep, as decodeArray does.
+func checkElemDepth(t *typeNode, n, level int) error {
+	if n > 0 && level+1 >= MaxDepth {
+		return fmt.Errorf("%w: elements of %s inside %d containers", ErrTooDeep, t.str, level+1)
+	}
+	return nil
+}
+
+// elements writes an array at the given level of n elements, put(i)
+// writing element i.
+func (e *encoder) elements(t *typeNode, n, level int, put func(i int) error) error {
+	if err := checkElemDepth(t, n, level); err != nil {
+		return err
+	}
 	f := e.open()
 	for i := 0; i < n; i++ {
 		e.pad(f, t.elem.align)
@@ -278,10 +286,7 @@ func (e *encoder) elements(t *typeNode, n int, put func(i int) error) error {
 }
 
 // tuple writes a tuple or dict entry, put(i, f) writing member i of type f.
-func (e *encoder) tuple(t *typeNode, level int, put func(i int, f *typeNode) error) error {
-	if level >= MaxDepth {
-		return fmt.Errorf("%w: %s inside %d containers", ErrTooDeep, t.str, level)
-	}
+func (e *encoder) tuple(t *typeNode, put func(i int, f *typeNode) error) error {
 	fr := e.open()
 	for i, f := range t.fields {
 		e.pad(fr, f.align)

@@ -61,7 +61,7 @@ func (d VarDict) Marshal() ([]byte, error) {
 }
 
 func (e *encoder) varEntry(v VarEntry, level int) error {
-	return e.tuple(varEntryType, level, func(i int, f *typeNode) error {
+	return e.tuple(varEntryType, func(i int, f *typeNode) error {
 		if i == 0 {
 			return e.text(f, v.Key)
 		}

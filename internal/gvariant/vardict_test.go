@@ -161,3 +161,20 @@ func TestVarDictMarshalKeepsOrderAndDuplicates(t *testing.T) {
 		t.Errorf("round trip gave %#v, want %#v", back, want)
 	}
 }
+
+func TestVarDictMarshalErrors(t *testing.T) {
+	tests := []struct {
+		d    VarDict
+		want error
+	}{
+		{VarDict{{"k", Variant{Type: "s", Value: 1}}}, ErrTypeMismatch},
+		{VarDict{{"k\x00", NewString("v")}}, ErrTypeMismatch},
+		{VarDict{{"k", Variant{Type: "sv", Value: "v"}}}, ErrInvalidType},
+		{VarDict{{"k", deepVariant(MaxDepth - 1)}}, ErrTooDeep},
+	}
+	for _, tc := range tests {
+		if b, err := tc.d.Marshal(); !errors.Is(err, tc.want) || b != nil {
+			t.Errorf("%#v.Marshal() = %x, %v; want error wrapping %v", tc.d, b, err, tc.want)
+		}
+	}
+}
