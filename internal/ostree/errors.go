@@ -25,8 +25,9 @@ var (
 	// ErrCorrupt: something read from the repository is malformed, does not
 	// match its checksum, or is over the size cap for its kind.
 	ErrCorrupt = errors.New("ostree: repository data corrupt")
-	// ErrTooLarge: a file is over the size cap for its kind. Errors wrapping it
-	// also wrap ErrCorrupt, since a repository never legitimately holds one.
+	// ErrTooLarge: data is over the size cap for its kind. Read errors
+	// wrapping it also wrap ErrCorrupt, since a repository never
+	// legitimately holds such a file.
 	ErrTooLarge = errors.New("ostree: file too large")
 	// ErrLockTimeout: the repository lock was not acquired in time.
 	ErrLockTimeout = errors.New("ostree: timed out waiting for repository lock")

@@ -94,12 +94,9 @@ func lockFile(ctx context.Context, path string, mode LockMode, timeout time.Dura
 			}
 		}
 		if err == nil {
-			var once sync.Once
-			var closeErr error
-			return func() error {
-				once.Do(func() { closeErr = f.Close() })
-				return closeErr
-			}, nil
+			// Closing the descriptor releases the lock; OnceValue makes a
+			// repeated unlock harmless.
+			return sync.OnceValue(f.Close), nil
 		}
 		// A held lock is EAGAIN or EACCES from fcntl, EWOULDBLOCK (== EAGAIN)
 		// from flock.

@@ -104,8 +104,7 @@ func (r *Repo) readRef(loc refLocation) (string, error) {
 		case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
 			return "", fmt.Errorf("%w: %s:%s", ErrRefNotFound, loc.base, loc.name)
 		case errors.Is(err, ErrCorrupt):
-			var st os.FileInfo
-			if st, _ = os.Stat(p); st != nil && st.IsDir() {
+			if st, serr := os.Stat(p); serr == nil && st.IsDir() {
 				// A directory is a ref prefix, not a ref.
 				return "", fmt.Errorf("%w: %s:%s is a directory", ErrRefNotFound, loc.base, loc.name)
 			}
