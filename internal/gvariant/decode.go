@@ -89,15 +89,24 @@ func decodeEntry(t *typeNode, data []byte, off, level int) (DictEntry, error) {
 	return e, err
 }
 
-// decodeText decodes the string types s, o and g, returning string,
-// ObjectPath or Signature.
-func decodeText(t *typeNode, data []byte, off int) (any, error) {
+// decodeString decodes the bytes of a string type: UTF-8, then one NUL.
+func decodeString(t *typeNode, data []byte, off int) (string, error) {
 	if len(data) == 0 || data[len(data)-1] != 0 {
-		return nil, malformed(t, off, "missing NUL terminator")
+		return "", malformed(t, off, "missing NUL terminator")
 	}
 	s := string(data[:len(data)-1])
 	if p := stringProblem(s); p != "" {
-		return nil, malformed(t, off, "%s", p)
+		return "", malformed(t, off, "%s", p)
+	}
+	return s, nil
+}
+
+// decodeText decodes the string types s, o and g, returning string,
+// ObjectPath or Signature.
+func decodeText(t *typeNode, data []byte, off int) (any, error) {
+	s, err := decodeString(t, data, off)
+	if err != nil {
+		return nil, err
 	}
 	switch t.kind {
 	case 'o':
@@ -224,10 +233,7 @@ func newElemIter(t *typeNode, data []byte, off int) (elemIter, error) {
 	if len(data) == 0 {
 		return it, nil
 	}
-	it.width = offsetWidth(len(data))
-	if it.width > len(data) {
-		return it, malformed(t, off, "%d bytes cannot hold a %d-byte offset", len(data), it.width)
-	}
+	it.width = offsetWidth(len(data)) // never more than len(data)
 	last := readOffset(data[len(data)-it.width:])
 	if last > uint64(len(data)) {
 		return it, malformed(t, off+len(data)-it.width, "last element ends at %d, beyond the array's %d bytes", last, len(data))

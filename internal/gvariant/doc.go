@@ -26,24 +26,26 @@
 // # Strictness
 //
 // Marshal writes normal form: minimal framing offset widths, zero padding,
-// nothing extra. Unmarshal accepts normal form only — the bytes GLib's
-// g_variant_is_normal_form approves of — and reports anything else as a
-// *DecodeError that unwraps to ErrMalformed: wrong sizes, framing offsets
-// out of range, decreasing or overlapping, non-zero padding, booleans other
-// than 0 and 1, strings without their NUL terminator, with an interior NUL
-// or invalid UTF-8, malformed object paths and signatures, variants whose
-// type string is not one complete definite type, trailing bytes. As a
-// result, Marshal(typ, v) of an accepted value v reproduces the input
-// exactly. No allocation is sized by a length read from the data beyond
-// what the data itself holds.
+// nothing extra. Unmarshal accepts normal form only, the bytes GLib's own
+// serialiser would write, and reports anything else as a *DecodeError that
+// unwraps to ErrMalformed: wrong sizes, framing offsets out of range,
+// decreasing, overlapping or wider than needed, non-zero padding, booleans
+// other than 0 and 1, strings without their NUL terminator, with an interior
+// NUL or invalid UTF-8, malformed object paths and signatures, variants whose
+// type string is not one complete definite type, trailing bytes. This is
+// what g_variant_is_normal_form checks, except that GLib 2.74 also passes an
+// empty serialisation of a tuple that needs framing offsets, such as "" for
+// (asas), which GLib itself writes as one zero byte. As a result, Marshal of
+// an accepted value reproduces the input exactly. No allocation is sized by
+// a length read from the data beyond what the data itself holds.
 //
 // # Depth limit
 //
 // As in GLib, a type string may nest at most MaxDepth (128) containers
-// (arrays, maybes, tuples, dict entries); in a value, where variants also
-// count as containers, every element must sit inside fewer than MaxDepth
+// (arrays, maybes, tuples, dict entries). In a value, where variants count
+// as containers too, every element must sit inside fewer than MaxDepth
 // containers, and a variant's own type must leave room for its deepest
-// possible element. Deeper input is ErrInvalidType (type strings),
-// ErrMalformed (Unmarshal) or ErrTooDeep (Marshal), which keeps recursion
-// bounded whatever the input.
+// possible element (by GLib's reckoning, in which () adds no depth). Deeper
+// input is ErrInvalidType (type strings), ErrMalformed (Unmarshal) or
+// ErrTooDeep (Marshal), which keeps recursion bounded whatever the input.
 package gvariant

@@ -56,6 +56,8 @@ func TestUnmarshalMalformed(t *testing.T) {
 		{"variant nested too deep", "v", deepVariant, 0, "type y nested inside 128 containers"},
 		{"variant type too deep for its place", "v", "00 61 28 29" + strings.Repeat(" 00 76", 127), 0, "type a() nested inside 128 containers"},
 		{"array elements too deep", strings.Repeat("a", 128) + "y", deepArray, 0, "elements nested inside 128 containers"},
+		{"tuple members too deep", strings.Repeat("a", 127) + "(y)", "01" + deepArray[2:], 0, "nested inside 128 containers"},
+		{"maybe value too deep", strings.Repeat("a", 127) + "my", "01" + deepArray[2:], 0, "nested inside 128 containers"},
 		{"trailing bytes after number", "u", "0700000000", 0, "5 bytes, want 4"},
 		{"trailing bytes after array", "as", "6100 626300 02 05 00", 0, "element 0 ends at 97"},
 		{"trailing bytes after dict", "a{sv}", "6b00000000000000 7600007302 0d 00", 0, "element 0 ends at 107"},

@@ -88,8 +88,9 @@ func TestMarshalErrors(t *testing.T) {
 		{"VarDict value", "a{sv}", VarDict{{"k", Variant{Type: "s", Value: 1}}}, ErrTypeMismatch},
 		{"deep variants", "v", deepVariant(MaxDepth), ErrTooDeep},
 		{"variant type too deep for its place", "av", []any{Variant{Type: strings.Repeat("a", MaxDepth-1) + "y", Value: []any{}}}, ErrTooDeep},
-		{"deep bytes", strings.Repeat("a", MaxDepth) + "y", nestedBytes(MaxDepth-1, []byte{1}), ErrTooDeep},
-		{"deep strings", strings.Repeat("a", MaxDepth) + "s", nestedStrings(MaxDepth-1, []string{"x"}), ErrTooDeep},
+		{"deep bytes", strings.Repeat("a", MaxDepth) + "y", nest(MaxDepth-1, []byte{1}), ErrTooDeep},
+		{"deep strings", strings.Repeat("a", MaxDepth) + "s", nest(MaxDepth-1, []string{"x"}), ErrTooDeep},
+		{"deep tuple members", strings.Repeat("a", MaxDepth-1) + "(y)", nest(MaxDepth-1, []any{byte(1)}), ErrTooDeep},
 		{"cycle", "av", cycle, ErrTooDeep},
 	}
 	for _, tc := range tests {
@@ -102,20 +103,12 @@ func TestMarshalErrors(t *testing.T) {
 	}
 }
 
-func nestedBytes(n int, inner []byte) any {
-	var v any = inner
-	for i := 1; i < n; i++ {
-		v = []any{v}
+// nest wraps inner in n arrays of one element each.
+func nest(n int, inner any) any {
+	for i := 0; i < n; i++ {
+		inner = []any{inner}
 	}
-	return []any{v}
-}
-
-func nestedStrings(n int, inner []string) any {
-	var v any = inner
-	for i := 1; i < n; i++ {
-		v = []any{v}
-	}
-	return []any{v}
+	return inner
 }
 
 // TestMarshalDepthLimit checks the deepest values that are allowed, which
@@ -126,9 +119,9 @@ func TestMarshalDepthLimit(t *testing.T) {
 		value any
 	}{
 		{"v", deepVariant(MaxDepth - 1)},
-		{strings.Repeat("a", MaxDepth-1) + "y", nestedBytes(MaxDepth-2, []byte{1})},
-		{strings.Repeat("a", MaxDepth) + "y", nestedBytes(MaxDepth-1, []byte{})},
-		{strings.Repeat("a", MaxDepth-1) + "s", nestedStrings(MaxDepth-2, []string{"x"})},
+		{strings.Repeat("a", MaxDepth-1) + "y", nest(MaxDepth-2, []byte{1})},
+		{strings.Repeat("a", MaxDepth) + "y", nest(MaxDepth-1, []byte{})},
+		{strings.Repeat("a", MaxDepth-1) + "s", nest(MaxDepth-2, []string{"x"})},
 	}
 	for _, tc := range tests {
 		data, err := Marshal(tc.typ, tc.value)

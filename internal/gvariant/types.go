@@ -84,7 +84,7 @@ func lookupType(s string) (*typeNode, error) {
 	if err != nil {
 		return nil, err
 	}
-	if typeCacheLen.Add(1) <= typeCacheMax {
+	if typeCacheLen.Load() < typeCacheMax && typeCacheLen.Add(1) <= typeCacheMax {
 		typeCache.Store(s, t)
 	}
 	return t, nil

@@ -35,9 +35,7 @@ func UnmarshalVarDict(data []byte) (VarDict, error) {
 		}
 		err = walkTuple(varEntryType, data[lo:hi], lo, func(j int, f *typeNode, b []byte, off int) (err error) {
 			if j == 0 {
-				var k any
-				k, err = decodeText(f, b, off)
-				d[i].Key, _ = k.(string)
+				d[i].Key, err = decodeString(f, b, off)
 			} else {
 				d[i].Value, err = decodeVariant(b, off, 2)
 			}
