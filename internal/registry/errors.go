@@ -49,6 +49,15 @@ var (
 	// truncated bodies.
 	ErrMalformed = errors.New("registry: malformed")
 
+	// ErrPolicyUnsupported: signature policies cannot be evaluated because
+	// the program was built without the containers_image_openpgp build tag.
+	ErrPolicyUnsupported = errors.New("registry: signature policy evaluation not supported (built without the containers_image_openpgp tag)")
+	// ErrPolicyInvalid: the signature policy file is missing, unreadable or
+	// invalid, so nothing could be decided.
+	ErrPolicyInvalid = errors.New("registry: invalid signature policy")
+	// ErrPolicyRejected: the signature policy rejects the image
+	// (Verdict.Err, for callers that enforce the policy).
+	ErrPolicyRejected = errors.New("registry: rejected by signature policy")
 )
 
 // wrapf returns an error that matches sentinel and, when cause is non-nil,

@@ -3,6 +3,7 @@ package registry
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"syscall"
@@ -122,4 +123,14 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err
+}
+
+func ExampleVerdict_Err() {
+	v := Verdict{Reason: "A signature was required, but no signature exists"}
+	err := v.Err()
+	fmt.Println(errors.Is(err, ErrPolicyRejected))
+	fmt.Println(Verdict{Allowed: true}.Err())
+	// Output:
+	// true
+	// <nil>
 }
