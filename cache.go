@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -33,6 +34,9 @@ const (
 	keyCachedTopDigest      = "updatecache.cached.top-digest"
 	keyCachedCheckedAt      = "updatecache.cached.checked-at"
 	keyCachedPlatform       = "updatecache.cached.platform"
+	// keyCachedSignature is the signature policy's verdict: "accepted", or
+	// "rejected: " and the reason; absent when not evaluated.
+	keyCachedSignature = "updatecache.cached.signature"
 
 	// keyDeployedTopDigest, in the detached metadata of a merge commit written
 	// by another tool, records the top-level digest learned for the deployed
@@ -44,8 +48,13 @@ const (
 // what ClearCachedUpdate removes and nothing else.
 var cachedUpdateKeys = []string{
 	keyCachedManifestDigest, keyCachedManifest, keyCachedConfig,
-	keyCachedTopDigest, keyCachedCheckedAt, keyCachedPlatform,
+	keyCachedTopDigest, keyCachedCheckedAt, keyCachedPlatform, keyCachedSignature,
 }
+
+const (
+	signatureAccepted       = "accepted"
+	signatureRejectedPrefix = "rejected: "
+)
 
 // cachedRecord is a cached update as stored in detached metadata.
 type cachedRecord struct {
@@ -55,6 +64,7 @@ type cachedRecord struct {
 	topDigest      digest.Digest // empty when written by ostree-ext
 	checkedAt      time.Time     // zero when written by ostree-ext
 	platform       string
+	signature      *SignatureVerdict // nil when not evaluated
 }
 
 // readCachedRecord extracts the cached update from detached metadata, or
@@ -87,6 +97,7 @@ func readCachedRecord(md gvariant.VarDict) (*cachedRecord, error) {
 	rec.config = []byte(get(keyCachedConfig, true))
 	top, checkedAt := get(keyCachedTopDigest, false), get(keyCachedCheckedAt, false)
 	rec.platform = get(keyCachedPlatform, false)
+	signature := get(keyCachedSignature, false)
 	if firstErr != nil {
 		return nil, corruptCache(firstErr)
 	}
@@ -99,6 +110,15 @@ func readCachedRecord(md gvariant.VarDict) (*cachedRecord, error) {
 		if rec.checkedAt, err = time.Parse(time.RFC3339, checkedAt); err != nil {
 			return nil, corruptCache(fmt.Errorf("%s: %v", keyCachedCheckedAt, err))
 		}
+	}
+	switch {
+	case signature == "":
+	case signature == signatureAccepted:
+		rec.signature = &SignatureVerdict{Allowed: true}
+	case strings.HasPrefix(signature, signatureRejectedPrefix):
+		rec.signature = &SignatureVerdict{Reason: strings.TrimPrefix(signature, signatureRejectedPrefix)}
+	default:
+		return nil, corruptCache(fmt.Errorf("%s: unknown verdict %q", keyCachedSignature, signature))
 	}
 	return rec, nil
 }
@@ -121,6 +141,13 @@ func (rec *cachedRecord) store(md *gvariant.VarDict) error {
 	md.Set(keyCachedCheckedAt, gvariant.NewString(rec.checkedAt.UTC().Format(time.RFC3339)))
 	if rec.platform != "" {
 		md.Set(keyCachedPlatform, gvariant.NewString(rec.platform))
+	}
+	if v := rec.signature; v != nil {
+		verdict := signatureAccepted
+		if !v.Allowed {
+			verdict = signatureRejectedPrefix + v.Reason
+		}
+		md.Set(keyCachedSignature, gvariant.NewString(verdict))
 	}
 	return nil
 }

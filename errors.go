@@ -23,6 +23,11 @@ var (
 	ErrInvalidMetadata = errors.New("updatecache: invalid image metadata")
 	// ErrInvalidReference: an image reference that cannot be parsed.
 	ErrInvalidReference = errors.New("updatecache: invalid image reference")
+	// ErrNoCachedUpdate: PullPrepared found no cached update to fetch.
+	ErrNoCachedUpdate = errors.New("updatecache: no cached update")
+	// ErrPreparedUpdateGone: the registry no longer has the manifest or a
+	// layer of the prepared update; the repository is unchanged.
+	ErrPreparedUpdateGone = errors.New("updatecache: the prepared update is no longer in the registry")
 )
 
 // Errors from the registry side, re-exported so callers can test for them.
@@ -36,6 +41,9 @@ var (
 	ErrUnsupportedManifest = registry.ErrUnsupportedManifest // schema 1 or an unknown media type
 	ErrNoMatchingPlatform  = registry.ErrNoMatchingPlatform  // an index without the requested platform
 	ErrMalformed           = registry.ErrMalformed           // unparsable registry responses
+	ErrPolicyRejected      = registry.ErrPolicyRejected      // the signature policy rejects the image
+	ErrPolicyInvalid       = registry.ErrPolicyInvalid       // the signature policy file is missing or invalid
+	ErrPolicyUnsupported   = registry.ErrPolicyUnsupported   // built without the containers_image_openpgp tag
 )
 
 // Errors from the repository side, re-exported likewise.

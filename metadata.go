@@ -25,6 +25,9 @@ type Layer struct {
 	Digest    digest.Digest `json:"digest"`
 	Size      int64         `json:"size"` // compressed size: what a pull downloads
 	MediaType string        `json:"mediaType,omitempty"`
+	// DiffID is the digest of the uncompressed layer, from the config's
+	// rootfs.diff_ids; empty when the config does not list it.
+	DiffID digest.Digest `json:"diffID,omitempty"`
 }
 
 // Image describes one per-platform image.
@@ -83,6 +86,9 @@ type configJSON struct {
 	Config       struct {
 		Labels map[string]string `json:"Labels"`
 	} `json:"config"`
+	RootFS struct {
+		DiffIDs []string `json:"diff_ids"`
+	} `json:"rootfs"`
 }
 
 // parseImage derives an Image from a per-platform manifest and its config.
@@ -135,6 +141,13 @@ func parseImage(manifestDigest digest.Digest, manifest, config []byte) (*Image, 
 		}
 		if img.Timestamp.IsZero() && c.Created != nil {
 			img.Timestamp = c.Created.UTC()
+		}
+		if len(c.RootFS.DiffIDs) == len(img.Layers) {
+			for i, s := range c.RootFS.DiffIDs {
+				if img.Layers[i].DiffID, err = parseDigest(s); err != nil {
+					return nil, fmt.Errorf("%w: config of %s: diff ID %d: %v", ErrInvalidMetadata, manifestDigest, i, err)
+				}
+			}
 		}
 	}
 	return img, nil

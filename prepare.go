@@ -33,6 +33,52 @@ type RegistryOptions struct {
 	// zero means the defaults of 4 MiB each.
 	MaxManifestSize int64
 	MaxConfigSize   int64
+	// VerifySignatures evaluates the signature policy (policy.json) for
+	// every image fetched: Prepare records the verdict with the cached
+	// update, Pull refuses an image the policy rejects (ErrPolicyRejected)
+	// before importing anything. References written ostree-image-signed:REF
+	// turn it on. It needs the build tag containers_image_openpgp (without
+	// it: ErrPolicyUnsupported).
+	VerifySignatures bool
+	// SignaturePolicyPath names the policy; "" means the SystemContext's,
+	// else /etc/containers/policy.json.
+	SignaturePolicyPath string
+}
+
+// SignatureVerdict is the signature policy's verdict on an image.
+type SignatureVerdict struct {
+	Allowed bool
+	// Reason says why the policy rejects the image.
+	Reason string
+}
+
+// verdict evaluates the signature policy for img when asked to: nil when
+// signatures are not verified.
+func (o *RegistryOptions) verdict(ctx context.Context, ir *imageRef, src *registry.Source, img *registry.Image) (*SignatureVerdict, error) {
+	if !o.VerifySignatures && !ir.signed {
+		return nil, nil
+	}
+	v, err := src.CheckPolicy(ctx, img, o.SignaturePolicyPath)
+	if err != nil {
+		return nil, fmt.Errorf("signature policy for %s: %w", ir.name, err)
+	}
+	return &SignatureVerdict{Allowed: v.Allowed, Reason: v.Reason}, nil
+}
+
+// fetch reads the manifest and config of the image pinned to top, with the
+// signature verdict when asked for.
+func (o *RegistryOptions) fetch(ctx context.Context, ir *imageRef, top digest.Digest) (*registry.Image, *SignatureVerdict, error) {
+	src, err := o.client().Open(ctx, ir.ref, top)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer src.Close()
+	img, err := src.Image(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	v, err := o.verdict(ctx, ir, src, img)
+	return img, v, err
 }
 
 func (o *RegistryOptions) client() *registry.Client {
@@ -129,7 +175,7 @@ func Prepare(ctx context.Context, repo *Repo, image string, opts PrepareOptions)
 		}
 	}
 
-	fetched, err := client.Fetch(ctx, ir.ref, top)
+	fetched, verdict, err := opts.fetch(ctx, ir, top)
 	if err != nil {
 		return res, fmt.Errorf("fetching %s@%s: %w", ir.name, top, err)
 	}
@@ -139,9 +185,16 @@ func Prepare(ctx context.Context, repo *Repo, image string, opts PrepareOptions)
 	}
 	img.TopDigest = fetched.TopDigest
 	now := time.Now().UTC().Truncate(time.Second)
+	newUpdate := func() *CachedUpdate {
+		u := newCachedUpdate(res.Deployed, img, now)
+		if u != nil {
+			u.Signature = verdict
+		}
+		return u
+	}
 
 	if ds == nil {
-		res.CachedUpdate = newCachedUpdate(nil, img, now)
+		res.CachedUpdate = newUpdate()
 		res.UpdateAvailable = true
 		res.Reason = fmt.Sprintf("nothing is deployed for %s, so there is no merge commit to cache the update on", ir.name)
 		return res, nil
@@ -154,7 +207,7 @@ func Prepare(ctx context.Context, repo *Repo, image string, opts PrepareOptions)
 		return res, repo.noUpdate(ctx, res, ds, "the registry's image is the deployed one", learned)
 	}
 
-	res.CachedUpdate = newCachedUpdate(ds.deployed, img, now)
+	res.CachedUpdate = newUpdate()
 	res.UpdateAvailable = true
 	rec := &cachedRecord{
 		manifestDigest: fetched.ManifestDigest,
@@ -163,6 +216,7 @@ func Prepare(ctx context.Context, repo *Repo, image string, opts PrepareOptions)
 		topDigest:      fetched.TopDigest,
 		checkedAt:      now,
 		platform:       platformString(fetched.Platform),
+		signature:      verdict,
 	}
 	err = repo.updateDetached(ctx, commit, rec.store)
 	switch {

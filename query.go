@@ -30,6 +30,9 @@ type CachedUpdate struct {
 	// deployed one. An update whose layers are all deployed already still
 	// changes the config: it is an update all the same.
 	ConfigChanged bool
+	// Signature is the signature policy's verdict when the check verified
+	// signatures (RegistryOptions.VerifySignatures), else nil.
+	Signature *SignatureVerdict
 }
 
 // ImageState is what the repository knows about one image, read without the
@@ -201,7 +204,11 @@ func (ds *deployedState) cachedUpdate() (*CachedUpdate, error) {
 		return nil, corruptCache(err)
 	}
 	img.TopDigest = ds.cached.topDigest
-	return newCachedUpdate(ds.deployed, img, ds.cached.checkedAt), nil
+	u := newCachedUpdate(ds.deployed, img, ds.cached.checkedAt)
+	if u != nil {
+		u.Signature = ds.cached.signature
+	}
+	return u, nil
 }
 
 // newCachedUpdate describes img as an update of deployed (which may be nil),

@@ -41,28 +41,33 @@ func (r *Repo) Path() string { return r.ostree.Path() }
 // imageRef is a parsed image reference: the string ostree-ext escapes into
 // the image's ref, and the containers/image reference used to reach it.
 type imageRef struct {
-	name string // transport:reference, e.g. docker://quay.io/fedora/fedora-coreos:stable
-	ref  types.ImageReference
+	name   string // transport:reference, e.g. docker://quay.io/fedora/fedora-coreos:stable
+	ref    types.ImageReference
+	signed bool // given as ostree-image-signed:REF: signatures must be verified
 }
 
 // ostree-ext's prefixes for references that also carry a signature policy;
 // the image ref it writes is escaped from what follows them.
-var ostreeRefPrefixes = []struct{ prefix, replacement string }{
-	{"ostree-unverified-registry:", "docker://"},
-	{"ostree-unverified-image:", ""},
-	{"ostree-image-signed:", ""},
+var ostreeRefPrefixes = []struct {
+	prefix, replacement string
+	signed              bool
+}{
+	{"ostree-unverified-registry:", "docker://", false},
+	{"ostree-unverified-image:", "", false},
+	{"ostree-image-signed:", "", true},
 }
 
 // parseImageRef parses a containers-transports reference such as
 // docker://quay.io/fedora/fedora-coreos:stable or oci:/path:tag. The
 // ostree-ext forms ostree-unverified-registry:NAME, ostree-unverified-image:REF
 // and ostree-image-signed:REF are accepted and reduced to the plain reference,
-// which is what names the image in the repository.
+// which is what names the image in the repository; ostree-image-signed also
+// turns signature verification on.
 func parseImageRef(s string) (*imageRef, error) {
-	name := s
+	name, signed := s, false
 	for _, p := range ostreeRefPrefixes {
 		if rest, ok := strings.CutPrefix(s, p.prefix); ok {
-			name = p.replacement + rest
+			name, signed = p.replacement+rest, p.signed
 			break
 		}
 	}
@@ -78,7 +83,7 @@ func parseImageRef(s string) (*imageRef, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %q: %v", ErrInvalidReference, s, err)
 	}
-	return &imageRef{name: name, ref: ref}, nil
+	return &imageRef{name: name, ref: ref, signed: signed}, nil
 }
 
 // refName is the OSTree ref of the image's merge commit.
