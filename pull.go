@@ -46,13 +46,13 @@ type PullOptions struct {
 
 // Progress reports one layer of a pull.
 type Progress struct {
-	Layer      digest.Digest
-	Index      int   // the layer's position in the manifest
-	Layers     int   // how many layers the image has
-	Done       int64 // compressed bytes fetched so far
-	Total      int64 // compressed size from the manifest
-	Reused     bool  // already in the repository: nothing to fetch
-	Finished   bool  // imported (or reused)
+	Layer    digest.Digest
+	Index    int   // the layer's position in the manifest
+	Layers   int   // how many layers the image has
+	Done     int64 // compressed bytes fetched so far
+	Total    int64 // compressed size from the manifest
+	Reused   bool  // already in the repository: nothing to fetch
+	Finished bool  // imported (or reused)
 }
 
 // PullResult describes a completed pull.
