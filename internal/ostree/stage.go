@@ -2,7 +2,7 @@ package ostree
 
 import (
 	"bufio"
-	"compress/flate"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/klauspost/compress/flate"
 	"golang.org/x/sys/unix"
 )
 
@@ -32,6 +33,11 @@ const bareUserMetaXattr = "user.ostreemeta"
 // copyBufferSize is the buffer content is streamed through: large enough
 // that a big file costs few syscalls, small enough to keep memory flat.
 const copyBufferSize = 256 << 10
+
+// smallContentSize is the largest content hashed in memory before any file
+// is made (most files of an OS image are smaller); larger content streams
+// through a temporary file.
+const smallContentSize = 256 << 10
 
 // Stage is a write transaction, shaped like libostree's: objects are
 // written into a private staging directory, tmp/staging-<boot id>-<random>,
@@ -62,6 +68,7 @@ type Stage struct {
 	subdirs map[string]bool // staging subdirectories made so far
 	tmpSeq  int
 
+	small *bytes.Buffer // content of up to smallContentSize
 	zw    *flate.Writer // reused across .filez objects
 	bw    *bufio.Writer // batches the compressor's small writes
 	buf   []byte
@@ -200,19 +207,16 @@ func (s *Stage) WriteContent(ctx context.Context, meta FileMeta, size int64, con
 	if err != nil {
 		return "", err
 	}
-	t := ObjectFile
+	key := objectKey{t: ObjectFile}
 	if s.repo.mode == ModeArchive {
-		t = ObjectFileZ
+		key.t = ObjectFileZ
 	}
-	tmp := s.tempName()
-	if err := s.writeContentFile(tmp, meta, size, content, sum); err != nil {
-		os.Remove(tmp)
-		return "", err
+	var staged bool
+	if size <= smallContentSize {
+		staged, err = s.writeSmallContent(key, meta, size, content, sum)
+	} else {
+		staged, err = s.writeLargeContent(key, meta, size, content, sum)
 	}
-	var key objectKey
-	sum.Sum(key.sum[:0])
-	key.t = t
-	staged, err := s.place(tmp, key)
 	if err != nil {
 		return "", err
 	}
@@ -222,21 +226,63 @@ func (s *Stage) WriteContent(ctx context.Context, meta FileMeta, size int64, con
 	} else {
 		s.stats.ContentPresent++
 	}
+	sum.Sum(key.sum[:0])
 	return key.checksum(), nil
+}
+
+// writeSmallContent reads the content into memory first, so an object
+// already present costs no file at all and a new one is written under its
+// staged name directly. sum has consumed the header.
+func (s *Stage) writeSmallContent(key objectKey, meta FileMeta, size int64, content io.Reader, sum hash.Hash) (bool, error) {
+	if s.small == nil {
+		s.small = bytes.NewBuffer(make([]byte, 0, smallContentSize))
+	}
+	s.small.Reset()
+	if err := s.copyContent(s.small, content, size); err != nil {
+		return false, err
+	}
+	sum.Write(s.small.Bytes())
+	sum.Sum(key.sum[:0])
+	if present, err := s.present(key); err != nil || present {
+		return false, err
+	}
+	if err := s.makeSubdir(key); err != nil {
+		return false, err
+	}
+	p := s.stagedPath(key)
+	if err := s.writeContentFile(p, meta, size, bytes.NewReader(s.small.Bytes()), io.Discard); err != nil {
+		os.Remove(p)
+		return false, err
+	}
+	s.added(key)
+	return true, nil
+}
+
+// writeLargeContent streams the content into a temporary file while
+// hashing it, then stages the file under its name, or drops it when the
+// object is already present.
+func (s *Stage) writeLargeContent(key objectKey, meta FileMeta, size int64, content io.Reader, sum hash.Hash) (bool, error) {
+	tmp := s.tempName()
+	if err := s.writeContentFile(tmp, meta, size, content, sum); err != nil {
+		os.Remove(tmp)
+		return false, err
+	}
+	sum.Sum(key.sum[:0])
+	return s.place(tmp, key)
 }
 
 // writeContentFile writes the object for meta to the new file tmp in the
 // repository mode's format, feeding the content to sum as well.
-func (s *Stage) writeContentFile(tmp string, meta FileMeta, size int64, content io.Reader, sum hash.Hash) error {
+func (s *Stage) writeContentFile(tmp string, meta FileMeta, size int64, content io.Reader, sum io.Writer) error {
 	symlink := meta.Mode&ModeTypeMask == ModeSymlink
 	if symlink && (s.repo.mode == ModeBare || s.repo.mode == ModeBareUserOnly) {
 		return s.writeSymlink(tmp, meta)
 	}
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := createRaw(tmp)
 	if err != nil {
-		return writeError("create", tmp, err)
+		return err
 	}
-	defer f.Close()
+	defer f.close()
 	switch s.repo.mode {
 	case ModeArchive:
 		h, err := archiveHeader(meta, uint64(size))
@@ -244,7 +290,7 @@ func (s *Stage) writeContentFile(tmp string, meta FileMeta, size int64, content 
 			return fmt.Errorf("%w: %w", ErrInvalidContent, err)
 		}
 		if _, err := f.Write(framedHeader(h)); err != nil {
-			return writeError("write", tmp, err)
+			return err
 		}
 		// libostree writes no compressed stream at all for a symlink.
 		if !symlink {
@@ -260,18 +306,19 @@ func (s *Stage) writeContentFile(tmp string, meta FileMeta, size int64, content 
 			if err := s.copyContent(io.MultiWriter(sum, s.zw), content, size); err != nil {
 				return err
 			}
+			// Errors here are rawFile's, already described.
 			if err := s.zw.Close(); err != nil {
-				return writeError("write", tmp, err)
+				return err
 			}
 			if err := s.bw.Flush(); err != nil {
-				return writeError("write", tmp, err)
+				return err
 			}
 		}
 		return s.finishFile(f, 0o644, false)
 	case ModeBareUser:
 		if symlink {
-			if _, err := f.WriteString(meta.Symlink + "\x00"); err != nil {
-				return writeError("write", tmp, err)
+			if _, err := f.Write([]byte(meta.Symlink + "\x00")); err != nil {
+				return err
 			}
 		} else if err := s.copyContent(io.MultiWriter(sum, f), content, size); err != nil {
 			return err
@@ -280,7 +327,7 @@ func (s *Stage) writeContentFile(tmp string, meta FileMeta, size int64, content 
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalidContent, err)
 		}
-		if err := unix.Fsetxattr(int(f.Fd()), bareUserMetaXattr, v, 0); err != nil {
+		if err := unix.Fsetxattr(f.fd, bareUserMetaXattr, v, 0); err != nil {
 			return writeError("set "+bareUserMetaXattr+" on", tmp, err)
 		}
 		// The file stays readable by its owner whatever the mode records;
@@ -301,11 +348,11 @@ func (s *Stage) writeContentFile(tmp string, meta FileMeta, size int64, content 
 		}
 		// chown before the chmod in finishFile (chown clears setuid) and
 		// before the xattrs (it clears security.capability).
-		if err := f.Chown(int(meta.UID), int(meta.GID)); err != nil {
+		if err := unix.Fchown(f.fd, int(meta.UID), int(meta.GID)); err != nil {
 			return fmt.Errorf("ostree: chown %s (bare repositories need root): %w", tmp, err)
 		}
 		for _, x := range meta.Xattrs {
-			if err := unix.Fsetxattr(int(f.Fd()), x.Name, x.Value, 0); err != nil {
+			if err := unix.Fsetxattr(f.fd, x.Name, x.Value, 0); err != nil {
 				return fmt.Errorf("ostree: set xattr %s on %s: %w", x.Name, tmp, err)
 			}
 		}
@@ -335,18 +382,58 @@ func (s *Stage) writeSymlink(tmp string, meta FileMeta) error {
 
 // finishFile sets the permissions (and for the bare modes libostree's
 // mtime of 0, which checkouts hardlinking the object show) and closes f.
-func (s *Stage) finishFile(f *os.File, perm uint32, zeroMtime bool) error {
-	fd := int(f.Fd())
-	if err := unix.Fchmod(fd, perm); err != nil {
-		return writeError("chmod", f.Name(), err)
+func (s *Stage) finishFile(f *rawFile, perm uint32, zeroMtime bool) error {
+	if err := unix.Fchmod(f.fd, perm); err != nil {
+		return writeError("chmod", f.name, err)
 	}
 	if zeroMtime {
-		if err := unix.Futimes(fd, []unix.Timeval{{}, {}}); err != nil {
-			return writeError("set mtime of", f.Name(), err)
+		if err := unix.Futimes(f.fd, []unix.Timeval{{}, {}}); err != nil {
+			return writeError("set mtime of", f.name, err)
 		}
 	}
-	if err := f.Close(); err != nil {
-		return writeError("close", f.Name(), err)
+	return f.close()
+}
+
+// rawFile is a new file written through its descriptor alone. os.File
+// costs five more system calls per file (poller registration, blocking
+// mode), which show when staging thousands of small objects.
+type rawFile struct {
+	fd   int
+	name string
+}
+
+func createRaw(name string) (*rawFile, error) {
+	fd, err := unix.Open(name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, writeError("create", name, err)
+	}
+	return &rawFile{fd: fd, name: name}, nil
+}
+
+func (f *rawFile) Write(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		m, err := unix.Write(f.fd, p[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, writeError("write", f.name, err)
+		}
+		n += m
+	}
+	return n, nil
+}
+
+// close closes the descriptor once; later calls do nothing.
+func (f *rawFile) close() error {
+	if f.fd < 0 {
+		return nil
+	}
+	err := unix.Close(f.fd)
+	f.fd = -1
+	if err != nil {
+		return writeError("close", f.name, err)
 	}
 	return nil
 }
@@ -394,25 +481,40 @@ func (s *Stage) stagedPath(k objectKey) string {
 // removed. It reports whether the object was staged.
 func (s *Stage) place(tmp string, k objectKey) (bool, error) {
 	present, err := s.present(k)
+	if err == nil && !present {
+		err = s.makeSubdir(k)
+	}
+	if err == nil && !present {
+		// unix.Rename, not os.Rename, which first stats the target.
+		if err = unix.Rename(tmp, s.stagedPath(k)); err != nil {
+			err = writeError("stage", tmp, err)
+		}
+	}
 	if err != nil || present {
 		os.Remove(tmp)
 		return false, err
 	}
-	c := k.checksum()
-	if !s.subdirs[c[:2]] {
-		if err := os.Mkdir(filepath.Join(s.dir, c[:2]), 0o775); err != nil && !errors.Is(err, fs.ErrExist) {
-			os.Remove(tmp)
-			return false, writeError("create directory in", s.dir, err)
-		}
-		s.subdirs[c[:2]] = true
+	s.added(k)
+	return true, nil
+}
+
+// makeSubdir makes the staging subdirectory an object goes in.
+func (s *Stage) makeSubdir(k objectKey) error {
+	c := k.checksum()[:2]
+	if s.subdirs[c] {
+		return nil
 	}
-	if err := os.Rename(tmp, s.stagedPath(k)); err != nil {
-		os.Remove(tmp)
-		return false, writeError("stage", tmp, err)
+	if err := os.Mkdir(filepath.Join(s.dir, c), 0o775); err != nil && !errors.Is(err, fs.ErrExist) {
+		return writeError("create directory in", s.dir, err)
 	}
+	s.subdirs[c] = true
+	return nil
+}
+
+// added records a newly staged object.
+func (s *Stage) added(k objectKey) {
 	s.known[k] = struct{}{}
 	s.pending = append(s.pending, k)
-	return true, nil
 }
 
 // present reports whether the object is staged or in the repository.
@@ -441,14 +543,17 @@ func (s *Stage) writeMetadata(ctx context.Context, t ObjectType, data []byte) (s
 		return k.checksum(), err
 	}
 	tmp := s.tempName()
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		os.Remove(tmp)
-		return "", writeError("write", tmp, err)
+	f, err := createRaw(tmp)
+	if err != nil {
+		return "", err
 	}
-	// WriteFile's mode is subject to the umask; objects are 0644.
-	if err := os.Chmod(tmp, 0o644); err != nil {
+	if _, err := f.Write(data); err == nil {
+		err = s.finishFile(f, 0o644, false)
+	}
+	if err != nil {
+		f.close()
 		os.Remove(tmp)
-		return "", writeError("chmod", tmp, err)
+		return "", err
 	}
 	if _, err := s.place(tmp, k); err != nil {
 		return "", err
