@@ -275,3 +275,27 @@ func TestReadOnlyRepository(t *testing.T) {
 	require.NoError(t, err, "%s", out)
 	assert.Contains(t, string(out), `"cachedUpdate": null`)
 }
+
+func TestPullCommand(t *testing.T) {
+	testtool.Ostree(t)
+	e := newCLIEnv(t)
+	v2 := e.image("2")
+	e.push(v2)
+	code, _, stderr := e.run(append([]string{"check"}, append(e.netArgs(), e.ref)...)...)
+	require.Equal(t, 0, code, stderr)
+	e.push(e.image("3"))
+
+	code, stdout, stderr := e.run(append([]string{"pull", "--prepared"}, append(e.netArgs(), e.ref)...)...)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "Layer 2/2 ")
+	assert.Contains(t, stdout, "fetched")
+	assert.Contains(t, stdout, "Deployed: "+e.ref+" (2 ("+v2.ManifestDigest.String()+"))")
+
+	code, stdout, stderr = e.run(append([]string{"pull", "--json"}, append(e.netArgs(), e.ref)...)...)
+	require.Equal(t, 0, code, stderr)
+	var res map[string]any
+	require.NoError(t, json.Unmarshal([]byte(stdout), &res))
+	assert.Equal(t, "3", res["version"])
+	assert.Equal(t, float64(1), res["layersReused"])
+	testtool.RunOstree(t, "fsck", "--repo="+e.repo)
+}
