@@ -36,10 +36,10 @@ type ent struct {
 	uid, gid   int
 	body       string
 	xattrs     map[string]string
-	// orderedXattrs are written in this order in a PAX header of our own,
-	// bypassing archive/tar's sorting of records.
-	orderedXattrs [][2]string
-	format        tar.Format
+	// paxRecords are written in this order in a PAX header of our own,
+	// bypassing archive/tar, which sorts records and drops some.
+	paxRecords [][2]string
+	format     tar.Format
 }
 
 func reg(name string, mode int64, body string) ent { return ent{name: name, mode: mode, body: body} }
@@ -70,11 +70,11 @@ func makeTar(t testing.TB, entries []ent) []byte {
 				h.PAXRecords["SCHILY.xattr."+k] = v
 			}
 		}
-		if len(e.orderedXattrs) > 0 {
+		if len(e.paxRecords) > 0 {
 			if err := tw.Flush(); err != nil {
 				t.Fatal(err)
 			}
-			buf.Write(paxHeader(t, e.orderedXattrs))
+			buf.Write(paxHeader(t, e.paxRecords))
 		}
 		if err := tw.WriteHeader(h); err != nil {
 			t.Fatalf("tar header %q: %v", e.name, err)
@@ -89,14 +89,14 @@ func makeTar(t testing.TB, entries []ent) []byte {
 	return buf.Bytes()
 }
 
-// paxHeader returns a PAX extended header block ('x') holding xattr
-// records in the given order: archive/tar refuses to write one itself, so
-// it is written as a regular file and its type flag and checksum patched.
+// paxHeader returns a PAX extended header block ('x') holding the records
+// in the given order: archive/tar refuses to write one itself, so it is
+// written as a regular file and its type flag and checksum patched.
 func paxHeader(t testing.TB, records [][2]string) []byte {
 	t.Helper()
 	var body strings.Builder
 	for _, r := range records {
-		rec := " SCHILY.xattr." + r[0] + "=" + r[1] + "\n"
+		rec := " " + r[0] + "=" + r[1] + "\n"
 		n := len(rec)
 		for n != len(strconv.Itoa(n))+len(rec) {
 			n = len(strconv.Itoa(n)) + len(rec)
@@ -112,6 +112,11 @@ func paxHeader(t testing.TB, records [][2]string) []byte {
 	tw.Flush()
 	b := buf.Bytes()
 	b[156] = tar.TypeXHeader
+	return fixChecksum(b)
+}
+
+// fixChecksum recomputes the checksum of the tar header block starting b.
+func fixChecksum(b []byte) []byte {
 	copy(b[148:156], "        ")
 	sum := 0
 	for _, c := range b[:512] {
@@ -119,6 +124,13 @@ func paxHeader(t testing.TB, records [][2]string) []byte {
 	}
 	copy(b[148:156], fmt.Sprintf("%06o\x00 ", sum))
 	return b
+}
+
+// sparseMap is the data-section map of a GNU sparse 1.0 file with one
+// data chunk, padded to a block.
+func sparseMap(offset, length int64) string {
+	m := fmt.Sprintf("1\n%d\n%d\n", offset, length)
+	return m + strings.Repeat("\x00", 512-len(m))
 }
 
 // layer is a tar compressed for a media type, with its digests.

@@ -123,6 +123,8 @@ type LayerResult struct {
 //     layer, after the same path rules.
 //   - Devices and FIFOs are dropped and counted; OCI whiteout files are
 //     kept as ordinary files and applied by MergeLayers.
+//   - Sparse files are refused (ErrInvalidEntry): their holes could expand
+//     a small layer without bound, and image tools do not write them.
 func ImportLayer(ctx context.Context, repo *ostree.Repo, r io.Reader, opts LayerOptions) (*LayerResult, error) {
 	blobDigest, err := parseDigest("digest", opts.Digest)
 	if err != nil {
@@ -383,10 +385,15 @@ func (li *layerImport) entry(ctx context.Context, hdr *tar.Header, content io.Re
 	switch hdr.Typeflag {
 	case tar.TypeXGlobalHeader:
 		return nil // archive-wide PAX defaults; nothing OSTree records
-	case tar.TypeReg, tar.TypeGNUSparse, tar.TypeCont, tar.TypeLink, tar.TypeSymlink, tar.TypeDir,
-		tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+	case tar.TypeReg, tar.TypeCont, tar.TypeLink, tar.TypeSymlink, tar.TypeDir,
+		tar.TypeChar, tar.TypeBlock, tar.TypeFifo, tar.TypeGNUSparse:
 	default:
 		return fmt.Errorf("%w: unsupported entry type %q", ErrInvalidEntry, hdr.Typeflag)
+	}
+	if isSparse(hdr) {
+		// A few bytes of sparse map can describe terabytes of holes, which
+		// archive/tar would hand us as zeros. Image tools never write them.
+		return fmt.Errorf("%w: sparse files are not supported", ErrInvalidEntry)
 	}
 	p, dropped, err := li.filter.apply(hdr.Name)
 	if err != nil {
@@ -460,6 +467,19 @@ func (li *layerImport) entry(ctx context.Context, hdr *tar.Header, content io.Re
 		return err
 	}
 	return nil
+}
+
+// isSparse reports a GNU sparse file, old-style or in PAX records.
+func isSparse(hdr *tar.Header) bool {
+	if hdr.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
 }
 
 // metaOf returns the owner, mode (the file type only for a directory) and

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"maps"
 	"os"
@@ -44,7 +45,7 @@ func usrLayer(t testing.TB) []ent {
 		{name: "usr/lib/xattr", mode: 0o644, body: "x", xattrs: map[string]string{"user.one": "1"}},
 		// Written in descending order, which libarchive reverses to the
 		// ascending order both sides record.
-		{name: "usr/lib/multi", mode: 0o644, body: "m", orderedXattrs: [][2]string{{"user.z", "last"}, {"user.m", "\x00\x01"}, {"user.a", "first"}}},
+		{name: "usr/lib/multi", mode: 0o644, body: "m", paxRecords: [][2]string{{"SCHILY.xattr.user.z", "last"}, {"SCHILY.xattr.user.m", "\x00\x01"}, {"SCHILY.xattr.user.a", "first"}}},
 		reg("usr/lib/dup", 0o644, "first version"),
 		reg("usr/lib/dup", 0o600, "second version"),
 		{name: "usr/lib/gnu-" + strings.Repeat("g", 150), mode: 0o644, body: "gnu long name", format: tar.FormatGNU},
@@ -112,7 +113,7 @@ func TestImportUnrepresentable(t *testing.T) {
 	odd := []ent{
 		dir("usr/", 0o755),
 		{name: "usr/link0", typ: tar.TypeSymlink, mode: 0, link: "target"},
-		{name: "usr/emptyxattr", mode: 0o644, body: "e", orderedXattrs: [][2]string{{"user.full", "f"}, {"user.empty", ""}}},
+		{name: "usr/emptyxattr", mode: 0o644, body: "e", paxRecords: [][2]string{{"SCHILY.xattr.user.full", "f"}, {"SCHILY.xattr.user.empty", ""}}},
 	}
 	stored := []ent{
 		dir("usr/", 0o755),
@@ -318,6 +319,13 @@ func TestImportHostile(t *testing.T) {
 		{name: "owner beyond 32 bits", entries: []ent{{name: "usr/f", mode: 0o644, uid: 1 << 33, format: tar.FormatPAX}}, want: ErrInvalidEntry},
 		{name: "empty xattr name", entries: []ent{{name: "usr/f", mode: 0o644, xattrs: map[string]string{"": "v"}}}, want: ErrInvalidEntry},
 		{name: "unknown entry type", entries: []ent{{name: "usr/v", typ: 'V'}}, want: ErrInvalidEntry},
+		{name: "sparse file", entries: []ent{{name: "usr/sparse", mode: 0o644, body: sparseMap(1<<40-1, 1) + "x", paxRecords: [][2]string{
+			{"GNU.sparse.major", "1"}, {"GNU.sparse.minor", "0"}, {"GNU.sparse.name", "usr/sparse"}, {"GNU.sparse.realsize", "1099511627776"}}}}, want: ErrInvalidEntry},
+		{name: "old GNU sparse file", raw: func(t *testing.T) []byte {
+			data := makeTar(t, []ent{{name: "usr/sparse", mode: 0o644, body: "x", format: tar.FormatGNU}})
+			data[156] = tar.TypeGNUSparse
+			return fixChecksum(data)
+		}, want: ErrInvalidEntry},
 		{name: "truncated in a file", raw: func(t *testing.T) []byte {
 			data := makeTar(t, []ent{reg("usr/big", 0o644, strings.Repeat("x", 10000))})
 			return data[:512+5000]
@@ -461,4 +469,36 @@ func TestImportTimestamp(t *testing.T) {
 	if c, err := r.ReadCommit(res.Commit); err != nil || c.Timestamp.Unix() != 0 {
 		t.Errorf("default commit timestamp %v, %v", c.Timestamp, err)
 	}
+}
+
+// TestImportConcurrent imports layers sharing most of their files at the
+// same time into one repository, as a pull does: each import succeeds,
+// the shared objects are stored once, and the repository passes fsck.
+func TestImportConcurrent(t *testing.T) {
+	testtool.Ostree(t)
+	r := newRepo(t, ostree.ModeBareUser)
+	const n = 4
+	layers := make([]layer, n)
+	for i := range layers {
+		entries := usrLayer(t)
+		entries = append(entries, reg(fmt.Sprintf("usr/lib/own%d", i), 0o644, fmt.Sprint("layer ", i)))
+		layers[i] = compressLayer(t, makeTar(t, entries), mediaGzip)
+	}
+	errs := make(chan error, n)
+	for _, l := range layers {
+		go func() {
+			_, err := ImportLayer(context.Background(), r, bytes.NewReader(l.blob), l.options())
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	refs, err := r.ListRefs("")
+	if err != nil || len(refs) != n {
+		t.Fatalf("refs %v, %v", refs, err)
+	}
+	testtool.RunOstree(t, "fsck", "--repo="+r.Path())
 }

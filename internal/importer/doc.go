@@ -1,0 +1,61 @@
+// Package importer turns container image layers into OSTree content the
+// way ostree-ext does for plain ("derived") layers, in pure Go: each layer
+// blob becomes a layer commit under ostree/container/blob/<escaped digest>
+// (ImportLayer), and the layers of an image are merged, OCI whiteouts
+// applied, into the image's merge commit (MergeLayers, WriteMergeCommit).
+// It knows OSTree (through internal/ostree) and the OCI layer format, not
+// registries: the caller supplies the blob stream and what the manifest
+// and config say about it.
+//
+// # Streaming
+//
+// A layer is read once, front to back. The compressed digest and the
+// uncompressed diff_id are computed on the way and checked before the ref
+// is set. File content goes through the content checksum and into the
+// object at the same time and is never held whole in memory (content of up
+// to 256 KiB is hashed in a buffer first, so an object already present
+// costs no file). The tree being built holds names and checksums only.
+//
+// # Path rules (ostree-ext's)
+//
+// Absolute names become relative, empty and "." components are dropped,
+// and a ".." component is an error. Then, by top-level name:
+//
+//	usr                     kept
+//	etc                     moved to usr/etc (hard link targets too)
+//	var                     moved to usr/share/factory/var (kept with KeepVar)
+//	run tmp proc sys dev    the directory kept, everything below dropped
+//	anything else           dropped (kept with AllowNonUsr)
+//
+// Dropped entries are counted per top-level name in LayerResult.Filtered
+// and in the layer commit's metadata under FilteredKey (a{su}); devices and
+// FIFOs are dropped wherever they are and counted under SpecialKey (u).
+//
+// # Fidelity to libostree
+//
+// A layer commit's tree is what `ostree commit --tree=tar=FILE
+// --tar-autocreate-parents` makes of the same (filtered) tar, byte for
+// byte, in archive-z2, bare-user, bare-user-only and bare repositories,
+// including libostree's parent creation (see ImportLayer). The exceptions
+// are deliberate:
+//   - xattrs are recorded sorted by name; libostree's tar path records them
+//     in libarchive's order, the reverse of the archive's;
+//   - a hard link takes its target's content when the link is read;
+//     libostree resolves links after the whole archive;
+//   - where the repository stores files as real files (bare,
+//     bare-user-only), a symlink's mode is recorded as 0777 and, in bare,
+//     xattrs with an empty value are left out, since that is what the
+//     stored file reads back as; libostree records the tar's values and
+//     its repository then fails `ostree fsck`.
+//
+// # Whiteouts
+//
+// Layer commits keep whiteout files (".wh.NAME", ".wh..wh..opq") as the
+// empty regular files they are in the tar, as ostree-ext's do; MergeLayers
+// applies them to the layers below and leaves them out of the merged tree.
+// Unlike ostree-ext's checkout-based merge, which cannot replace a file by
+// a directory and keeps the lowest layer's directory metadata, the merge
+// follows the OCI layer semantics (MergeOptions.LowerDirMeta selects
+// ostree-ext's metadata choice). ostree-ext also relabels the merged tree
+// with the image's SELinux policy; this package does not.
+package importer
