@@ -30,4 +30,12 @@
 // SystemContext returns containers/image settings that reach these
 // registries without reading the machine's registry configuration or
 // credentials.
+//
+// # Deployed images
+//
+// Deploy records an image as deployed in an OSTree repository (made with
+// NewRepo or CreateRepo) as ostree-ext leaves it after a pull: a merge
+// commit under the image's ref carrying the manifest digest, manifest and
+// config, over an empty tree. That is all an update check reads, so a test
+// can start from a "deployed" system without importing layers.
 package updatecachetest

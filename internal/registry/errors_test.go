@@ -75,7 +75,8 @@ func TestClassify(t *testing.T) {
 				t.Errorf("%v lacks the operation", got)
 			}
 			all := []error{ErrManifestUnknown, ErrUnauthorized, ErrRateLimited, ErrUnavailable, ErrDigestMismatch,
-				ErrTooLarge, ErrUnsupportedManifest, ErrNoMatchingPlatform, ErrMalformed}
+				ErrTooLarge, ErrUnsupportedManifest, ErrNoMatchingPlatform, ErrMalformed,
+				ErrPolicyUnsupported, ErrPolicyInvalid, ErrPolicyRejected}
 			for _, s := range all {
 				if errors.Is(got, s) != (s == tc.want) {
 					t.Errorf("%v: errors.Is(%v) = %v, want sentinel %v", got, s, errors.Is(got, s), tc.want)

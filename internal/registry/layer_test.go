@@ -11,12 +11,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/image/v5/docker"
 	"go.podman.io/image/v5/oci/layout"
 
 	"github.com/osimage/updatecache/internal/registry"
@@ -326,5 +328,48 @@ func TestLayerLocalLayout(t *testing.T) {
 				t.Errorf("got %v, want ErrDigestMismatch", err)
 			}
 		})
+	}
+}
+
+// BenchmarkLayer streams a 16 MiB layer from the in-process registry
+// through the verifying reader.
+func BenchmarkLayer(b *testing.B) {
+	reg := updatecachetest.NewRegistry(b)
+	sys, err := updatecachetest.SystemContext(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	img, err := updatecachetest.NewImage(updatecachetest.ImageSpec{
+		OS: "linux", Architecture: "amd64", Compression: updatecachetest.Uncompressed,
+		Layers: []updatecachetest.Layer{{Files: []updatecachetest.File{{Path: "big", Content: noise(3, 16<<20)}}}},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := reg.Push(ctx, "bench/os", "stable", img); err != nil {
+		b.Fatal(err)
+	}
+	ref, err := docker.ParseReference(strings.TrimPrefix(reg.Ref("bench/os", "stable"), "docker:"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	src, err := registry.New(registry.Options{SystemContext: sys}).Open(ctx, ref, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer src.Close()
+	l := img.Layers[0]
+	desc := imgspecv1.Descriptor{MediaType: l.MediaType, Digest: l.Digest, Size: l.Size}
+	b.SetBytes(l.Size)
+	for b.Loop() {
+		rc, err := src.Layer(ctx, desc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, rc); err != nil {
+			b.Fatal(err)
+		}
+		rc.Close()
 	}
 }

@@ -274,7 +274,8 @@ func TestLocalLayout(t *testing.T) {
 func TestSentinelsDistinct(t *testing.T) {
 	all := []error{registry.ErrManifestUnknown, registry.ErrUnauthorized, registry.ErrRateLimited,
 		registry.ErrUnavailable, registry.ErrDigestMismatch, registry.ErrTooLarge,
-		registry.ErrUnsupportedManifest, registry.ErrNoMatchingPlatform, registry.ErrMalformed}
+		registry.ErrUnsupportedManifest, registry.ErrNoMatchingPlatform, registry.ErrMalformed,
+		registry.ErrPolicyUnsupported, registry.ErrPolicyInvalid, registry.ErrPolicyRejected}
 	for i, a := range all {
 		if slices.IndexFunc(all, func(b error) bool { return errors.Is(a, b) }) != i {
 			t.Errorf("%v matches another sentinel", a)
