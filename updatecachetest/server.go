@@ -90,17 +90,34 @@ func start(backend http.Handler) (*Registry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("updatecachetest: listening: %w", err)
 	}
-	r := &Registry{host: ln.Addr().String(), done: make(chan struct{})}
+	r := &Registry{host: ln.Addr().String()}
 	r.counts.reset()
-	r.srv = &http.Server{
-		Handler:  r.middleware(backend),
-		ErrorLog: log.New(io.Discard, "", 0),
-	}
+	r.serve(ln, r.middleware(backend))
+	return r, nil
+}
+
+// serve serves handler on ln until Close.
+func (r *Registry) serve(ln net.Listener, handler http.Handler) {
+	r.done = make(chan struct{})
+	r.closeOnce = sync.Once{}
+	r.srv = &http.Server{Handler: handler, ErrorLog: log.New(io.Discard, "", 0)}
 	go func() {
 		defer close(r.done)
 		r.srv.Serve(ln) // returns http.ErrServerClosed after Close
 	}()
-	return r, nil
+}
+
+// Restart serves again, after Close, on the same address with the same
+// content, counts and faults: a registry that went away and came back, as
+// the image references that name its host:port expect. Restart and Close
+// must not be called concurrently.
+func (r *Registry) Restart() error {
+	ln, err := net.Listen("tcp", r.host)
+	if err != nil {
+		return fmt.Errorf("updatecachetest: listening again on %s: %w", r.host, err)
+	}
+	r.serve(ln, r.srv.Handler)
+	return nil
 }
 
 // Host returns the server's host:port, e.g. "127.0.0.1:40123".

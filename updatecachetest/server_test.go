@@ -246,3 +246,32 @@ func TestDeleteManifestAndStop(t *testing.T) {
 		t.Error("push to a stopped registry succeeded")
 	}
 }
+
+func TestRestartKeepsAddressAndContent(t *testing.T) {
+	r := NewRegistry(t)
+	img, err := NewImage(ImageSpec{Version: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := r.Push(ctx, "os", "v1", img); err != nil {
+		t.Fatal(err)
+	}
+	manifestURL := r.URL().String() + "/v2/os/manifests/v1"
+	r.Stop()
+	if res, err := http.Head(manifestURL); err == nil {
+		res.Body.Close()
+		t.Fatal("a closed registry answered")
+	}
+	if err := r.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.Head(manifestURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || res.Header.Get("Docker-Content-Digest") != img.ManifestDigest.String() {
+		t.Fatalf("after restart: %s %q", res.Status, res.Header.Get("Docker-Content-Digest"))
+	}
+}
