@@ -51,8 +51,8 @@ func (s *Source) CheckPolicy(ctx context.Context, img *Image, policyPath string)
 	defer pc.Destroy()
 
 	var instance *digest.Digest
-	if img.ManifestDigest != img.TopDigest {
-		instance = &img.ManifestDigest
+	if d := img.ManifestDigest; d != img.TopDigest {
+		instance = &d
 	}
 	unparsed := &fetchedImage{
 		UnparsedImage: image.UnparsedInstance(s.src, instance),
