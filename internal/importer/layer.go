@@ -90,10 +90,12 @@ type LayerResult struct {
 // ostree-ext's path rules, under the ref ostree/container/blob/<escaped
 // digest>. The blob is streamed once: decompressed, hashed (both the blob
 // and the tar), and each file's content is hashed and written as it goes,
-// never held in memory. The ref is set only once both digests (and the
-// size, if given) match; on any error the ref is not touched, and nothing
-// is left outside objects/ (unreferenced objects, which prune removes)
-// and the transaction's staging directory (removed).
+// never held in memory. Objects are staged in a transaction (see
+// ostree.Stage) and move into objects/ only once both digests (and the
+// size, if given) match, then the commit is written and the ref set. On
+// any error the ref is not touched and the staging directory is removed;
+// at worst (a failure after the objects moved) unreferenced objects
+// remain, which prune removes.
 //
 // Entries become OSTree content as `ostree commit --tree=tar=...
 // --tar-autocreate-parents` makes them, which is what ostree-ext runs, so
