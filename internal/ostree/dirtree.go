@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"maps"
 )
 
 // ErrNotDirectory: a MutableTree operation expected a directory under a
@@ -93,24 +92,6 @@ func (t *MutableTree) Lookup(name string) (file string, dir *MutableTree, err er
 		return "", nil, err
 	}
 	return t.files[name], t.dirs[name], nil
-}
-
-// Files returns the directory's files, name to content checksum, in a map
-// the caller may keep (a copy).
-func (t *MutableTree) Files() (map[string]string, error) {
-	if err := t.load(); err != nil {
-		return nil, err
-	}
-	return maps.Clone(t.files), nil
-}
-
-// Dirs returns the directory's subdirectory names and trees (a copy of
-// the map; the trees are shared).
-func (t *MutableTree) Dirs() (map[string]*MutableTree, error) {
-	if err := t.load(); err != nil {
-		return nil, err
-	}
-	return maps.Clone(t.dirs), nil
 }
 
 // SetFile makes name the content object checksum, replacing a file of
