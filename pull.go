@@ -82,7 +82,7 @@ func Pull(ctx context.Context, repo *Repo, image string, opts PullOptions) (*Pul
 	if err != nil {
 		return nil, err
 	}
-	return repo.pull(ctx, ir, ir, "", opts)
+	return repo.pull(ctx, ir, ir, "", "", opts)
 }
 
 // PullPrepared fetches exactly the update that Prepare cached for the image,
@@ -115,9 +115,9 @@ func PullPrepared(ctx context.Context, repo *Repo, image string, opts PullOption
 	if err != nil {
 		return nil, err
 	}
-	res, err := repo.pull(ctx, ir, pinned, ds.cached.manifestDigest, opts)
+	res, err := repo.pull(ctx, ir, pinned, ds.cached.manifestDigest, ds.cached.topDigest, opts)
 	if errors.Is(err, ErrManifestUnknown) {
-		return nil, fmt.Errorf("%w: %s@%s: %w", ErrPreparedUpdateGone, ir.name, ds.cached.manifestDigest, err)
+		return nil, fmt.Errorf("%w: %s (prepared %s): %w", ErrPreparedUpdateGone, ir.name, ds.cached.manifestDigest, err)
 	}
 	return res, err
 }
@@ -139,8 +139,11 @@ func pinDigest(ir *imageRef, d digest.Digest) (*imageRef, error) {
 	return &imageRef{name: "docker://" + canonical.String(), ref: ref, signed: ir.signed}, nil
 }
 
-// pull fetches from (pinned to want, when set) and deploys it as target.
-func (r *Repo) pull(ctx context.Context, target, from *imageRef, want digest.Digest, opts PullOptions) (*PullResult, error) {
+// pull fetches from (pinned to the per-platform manifest digest want, when
+// set) and deploys it as target. top, when known, is the digest the tag
+// pointed to when want was prepared (an index digest for multi-arch images),
+// recorded so the next check of an unchanged tag is a HEAD alone.
+func (r *Repo) pull(ctx context.Context, target, from *imageRef, want, top digest.Digest, opts PullOptions) (*PullResult, error) {
 	if opts.Offline {
 		return nil, fmt.Errorf("%w: pulling %s", ErrOffline, from.name)
 	}
@@ -165,6 +168,9 @@ func (r *Repo) pull(ctx context.Context, target, from *imageRef, want digest.Dig
 		return nil, err
 	}
 	img.TopDigest = fetched.TopDigest
+	if top != "" {
+		img.TopDigest = top
+	}
 	res := &PullResult{Image: target.name, Pulled: *img}
 
 	if commit, err := r.mergeCommit(target); err == nil {

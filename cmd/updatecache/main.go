@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
@@ -43,7 +44,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintln(stderr, "updatecache:", err)
+	// Errors of the library already name it.
+	fmt.Fprintln(stderr, "updatecache:", strings.TrimPrefix(err.Error(), "updatecache: "))
 	var ue usageError
 	if errors.As(err, &ue) {
 		fmt.Fprintln(stderr, "Run 'updatecache --help' for usage.")
@@ -77,7 +79,7 @@ func newRootCommand() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.repo, "repo", updatecache.DefaultRepoPath, "OSTree repository `PATH`")
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print JSON")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newCheckCommand(g), newStatusCommand(g), newClearCommand(g), newPullCommand(g))
+	root.AddCommand(newCheckCommand(g), newStatusCommand(g), newClearCommand(g), newPullCommand(g), newDemoCommand())
 	return root
 }
 
