@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -298,4 +299,21 @@ func TestPullCommand(t *testing.T) {
 	assert.Equal(t, "3", res["version"])
 	assert.Equal(t, float64(1), res["layersReused"])
 	testtool.RunOstree(t, "fsck", "--repo="+e.repo)
+}
+
+// TestDemo runs the README's main command as a user would, and again in a
+// network namespace with no network at all.
+func TestDemo(t *testing.T) {
+	bin := buildCLI(t)
+	out, err := exec.Command(bin, "demo").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), "Every step behaved as stated.")
+	for step := 1; step <= 5; step++ {
+		assert.Contains(t, string(out), fmt.Sprintf("\n%d. ", step))
+	}
+
+	unshare := needUnshare(t, "-n")
+	out, err = exec.Command(unshare, "-n", bin, "demo").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), "Every step behaved as stated.")
 }
