@@ -96,3 +96,28 @@ func newClearCommand(g *globalFlags) *cobra.Command {
 		},
 	}
 }
+
+func newPruneCommand(g *globalFlags) *cobra.Command {
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "prune [--dry-run] [flags]",
+		Short: "Remove layers no image needs and every object no ref reaches",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			repo, err := updatecache.OpenRepo(g.repo)
+			if err != nil {
+				return err
+			}
+			res, err := updatecache.Prune(cmd.Context(), repo, updatecache.PruneOptions{DryRun: dryRun})
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return writeJSON(cmd.OutOrStdout(), pruneJSON(res, dryRun))
+			}
+			return writePrune(cmd.OutOrStdout(), res, dryRun)
+		},
+	}
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "report what would be removed and remove nothing")
+	return cmd
+}

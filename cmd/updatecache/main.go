@@ -79,7 +79,7 @@ func newRootCommand() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.repo, "repo", updatecache.DefaultRepoPath, "OSTree repository `PATH`")
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print JSON")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newCheckCommand(g), newStatusCommand(g), newClearCommand(g), newPullCommand(g), newDemoCommand())
+	root.AddCommand(newCheckCommand(g), newStatusCommand(g), newClearCommand(g), newPullCommand(g), newPruneCommand(g), newDemoCommand())
 	return root
 }
 

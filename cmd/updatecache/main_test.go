@@ -317,3 +317,25 @@ func TestDemo(t *testing.T) {
 	require.NoError(t, err, "%s", out)
 	assert.Contains(t, string(out), "Every step behaved as stated.")
 }
+
+func TestPruneCommand(t *testing.T) {
+	testtool.Ostree(t)
+	e := newCLIEnv(t)
+	for _, v := range []string{"2", "3"} {
+		e.push(e.image(v))
+		code, _, stderr := e.run(append([]string{"pull"}, append(e.netArgs(), e.ref)...)...)
+		require.Equal(t, 0, code, stderr)
+	}
+
+	code, stdout, stderr := e.run("prune", "--dry-run", "--json", "--repo", e.repo)
+	require.Equal(t, 0, code, stderr)
+	var dry map[string]any
+	require.NoError(t, json.Unmarshal([]byte(stdout), &dry))
+	assert.Equal(t, true, dry["dryRun"])
+	assert.Len(t, dry["refsDeleted"], 1, "v2's own layer")
+
+	code, stdout, stderr = e.run("prune", "--repo", e.repo)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "Removed 1 refs and ")
+	testtool.RunOstree(t, "fsck", "--repo="+e.repo)
+}

@@ -203,3 +203,31 @@ func (e *errWriter) printf(format string, args ...any) {
 		_, e.err = fmt.Fprintf(e.w, format, args...)
 	}
 }
+
+type pruneResultJSON struct {
+	DryRun         bool     `json:"dryRun"`
+	RefsDeleted    []string `json:"refsDeleted"`
+	ObjectsDeleted int      `json:"objectsDeleted"`
+	BytesFreed     int64    `json:"bytesFreed"`
+}
+
+func pruneJSON(res *updatecache.PruneResult, dryRun bool) pruneResultJSON {
+	refs := res.RefsDeleted
+	if refs == nil {
+		refs = []string{}
+	}
+	return pruneResultJSON{DryRun: dryRun, RefsDeleted: refs, ObjectsDeleted: res.ObjectsDeleted, BytesFreed: res.BytesFreed}
+}
+
+func writePrune(w io.Writer, res *updatecache.PruneResult, dryRun bool) error {
+	ew := &errWriter{w: w}
+	verb := "Removed"
+	if dryRun {
+		verb = "Would remove"
+	}
+	for _, r := range res.RefsDeleted {
+		ew.printf("%s ref %s\n", verb, r)
+	}
+	ew.printf("%s %d refs and %d objects, freeing %s\n", verb, len(res.RefsDeleted), res.ObjectsDeleted, humanSize(res.BytesFreed))
+	return ew.err
+}

@@ -1,0 +1,122 @@
+package updatecache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/osimage/updatecache/internal/ostree"
+)
+
+// gcRootPrefixes name the refs whose commits keep image layers alive: image
+// merge commits, and the refs ostree-ext, rpm-ostree and bootc use for base
+// images and deployments.
+var gcRootPrefixes = []string{
+	ostree.ImageRefPrefix,
+	"ostree/container/baseimage/",
+	"ostree/0/",
+	"ostree/1/",
+	"rpmostree/base/",
+}
+
+// PruneOptions configure Prune.
+type PruneOptions struct {
+	// DryRun reports what would be removed and removes nothing.
+	DryRun bool
+}
+
+// PruneResult reports what Prune removed (or, with DryRun, would remove).
+type PruneResult struct {
+	RefsDeleted    []string
+	ObjectsDeleted int
+	BytesFreed     int64
+}
+
+// Prune collects garbage, under the exclusive repository lock: first the
+// layer refs (ostree/container/blob/…) that no image needs, then every
+// object no ref reaches, a commit together with its detached metadata. An
+// image needs the layers of its merge commit's manifest; so do the base
+// image and deployment refs of ostree-ext, rpm-ostree and bootc, and a
+// cached update keeps the layers of the update already fetched, so that a
+// pull of the prepared update interrupted earlier resumes where it stopped.
+func Prune(ctx context.Context, repo *Repo, opts PruneOptions) (*PruneResult, error) {
+	stats, err := repo.ostree.Prune(ctx, ostree.PruneOptions{
+		DryRun:     opts.DryRun,
+		SelectRefs: repo.unneededBlobRefs,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pruning %s: %w", repo.Path(), err)
+	}
+	res := &PruneResult{RefsDeleted: stats.RefsDeleted, ObjectsDeleted: stats.ObjectsDeleted, BytesFreed: stats.BytesFreed}
+	sort.Strings(res.RefsDeleted)
+	return res, nil
+}
+
+// unneededBlobRefs returns the layer refs that no GC root's manifest lists.
+// A root whose commit cannot be read stops the prune: deleting layers on a
+// guess could delete a deployment's.
+func (r *Repo) unneededBlobRefs(refs map[string]string) ([]string, error) {
+	needed := map[digest.Digest]bool{}
+	for name, commit := range refs {
+		if !isGCRoot(name) {
+			continue
+		}
+		layers, err := r.neededLayers(commit)
+		if err != nil {
+			return nil, fmt.Errorf("ref %s: %w", name, err)
+		}
+		for _, d := range layers {
+			needed[d] = true
+		}
+	}
+	var unneeded []string
+	for name := range refs {
+		escaped, ok := strings.CutPrefix(name, ostree.BlobRefPrefix)
+		if !ok {
+			continue
+		}
+		d, err := ostree.UnescapeRef(escaped)
+		if err != nil || !needed[digest.Digest(d)] {
+			unneeded = append(unneeded, name)
+		}
+	}
+	return unneeded, nil
+}
+
+func isGCRoot(ref string) bool {
+	for _, p := range gcRootPrefixes {
+		if strings.HasPrefix(ref, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// neededLayers lists the layers commit keeps alive: those of its image and
+// of the update cached on it. A commit that is not an image (a plain
+// deployment, say) keeps none; one whose cache is corrupt keeps its image's.
+func (r *Repo) neededLayers(commit string) ([]digest.Digest, error) {
+	ds, err := r.readDeployed(commit)
+	if errors.Is(err, ErrInvalidMetadata) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var layers []digest.Digest
+	for _, l := range ds.deployed.Layers {
+		layers = append(layers, l.Digest)
+	}
+	if ds.cached != nil {
+		if img, err := parseImage(ds.cached.manifestDigest, ds.cached.manifest, ds.cached.config); err == nil {
+			for _, l := range img.Layers {
+				layers = append(layers, l.Digest)
+			}
+		}
+	}
+	return layers, nil
+}

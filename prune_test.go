@@ -1,0 +1,95 @@
+package updatecache_test
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	digest "github.com/opencontainers/go-digest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/osimage/updatecache"
+	"github.com/osimage/updatecache/internal/ostree"
+	"github.com/osimage/updatecache/internal/testtool"
+)
+
+// TestPruneAfterPull: v1 pulled, v2 prepared and pulled; prune removes the
+// old merge commit with its .commitmeta and v1's own layer, keeps the shared
+// one, and leaves nothing for libostree's prune to find.
+func TestPruneAfterPull(t *testing.T) {
+	testtool.Ostree(t)
+	e := newEnv(t)
+	v1, v2 := image(t, "1"), image(t, "2")
+	e.push(v1)
+	first, err := updatecache.Pull(e.ctx, e.repo, e.ref, e.pullOptions())
+	require.NoError(t, err)
+	e.push(v2)
+	require.True(t, e.mustPrepare().Persisted)
+	second, err := updatecache.PullPrepared(e.ctx, e.repo, e.ref, e.pullOptions())
+	require.NoError(t, err)
+	oldMeta := e.commitmetaPath(first.MergeCommit)
+	require.FileExists(t, oldMeta)
+
+	blobRef := func(d digest.Digest) string {
+		r, err := ostree.BlobRefName(d.String())
+		require.NoError(t, err)
+		return r
+	}
+	v1Only, shared := blobRef(v1.Layers[1].Digest), blobRef(v1.Layers[0].Digest)
+
+	dry, err := updatecache.Prune(e.ctx, e.repo, updatecache.PruneOptions{DryRun: true})
+	require.NoError(t, err)
+	assert.Equal(t, []string{v1Only}, dry.RefsDeleted)
+	before := snapshotTree(t, e.repoPath)
+
+	res, err := updatecache.Prune(e.ctx, e.repo, updatecache.PruneOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, dry, res, "the dry run said what the real run did")
+	assert.NotEqual(t, before, snapshotTree(t, e.repoPath))
+	assert.Positive(t, res.ObjectsDeleted)
+	assert.Positive(t, res.BytesFreed)
+
+	assert.NoFileExists(t, oldMeta, "the old merge commit's cache went with it")
+	_, err = os.Stat(e.repoPath + "/objects/" + first.MergeCommit[:2] + "/" + first.MergeCommit[2:] + ".commit")
+	assert.True(t, os.IsNotExist(err))
+	refs := testtool.RunOstree(t, "refs", "--repo="+e.repoPath)
+	assert.Contains(t, refs, shared)
+	assert.NotContains(t, refs, v1Only)
+	testtool.RunOstree(t, "fsck", "--repo="+e.repoPath)
+	out := testtool.RunOstree(t, "prune", "--repo="+e.repoPath, "--refs-only")
+	assert.Contains(t, out, "Total objects:")
+	assert.True(t, strings.Contains(out, "No unreachable objects") || strings.Contains(out, "Deleted 0 objects"), out)
+	assert.Equal(t, filesOf(versionSpec("2")), checkout(t, e.repoPath, second.MergeCommit))
+}
+
+// TestPruneKeepsPreparedLayers: layers of the cached update that a pull
+// already fetched survive a prune, so the interrupted pull resumes.
+func TestPruneKeepsPreparedLayers(t *testing.T) {
+	e := newEnv(t)
+	v1, v2 := image(t, "1"), image(t, "2")
+	e.push(v1)
+	_, err := updatecache.Pull(e.ctx, e.repo, e.ref, e.pullOptions())
+	require.NoError(t, err)
+	e.push(v2)
+	require.True(t, e.mustPrepare().Persisted)
+	// A pull of v2 by another name stands in for an interrupted pull that
+	// imported v2's layers but wrote no merge commit for this image.
+	other := e.reg.Ref("os/base", v2.ManifestDigest.String())
+	_, err = updatecache.Pull(e.ctx, e.repo, other, e.pullOptions())
+	require.NoError(t, err)
+	otherRef, err := ostree.ImageRefName(other)
+	require.NoError(t, err)
+	repo, err := ostree.Open(e.repoPath)
+	require.NoError(t, err)
+	require.NoError(t, repo.DeleteRef(e.ctx, otherRef))
+
+	res, err := updatecache.Prune(e.ctx, e.repo, updatecache.PruneOptions{})
+	require.NoError(t, err)
+	assert.Empty(t, res.RefsDeleted, "v2's layer is kept for the prepared pull")
+	e.reg.Reset()
+	pulled, err := updatecache.PullPrepared(e.ctx, e.repo, e.ref, e.pullOptions())
+	require.NoError(t, err)
+	assert.Equal(t, 0, pulled.LayersFetched)
+	assert.Zero(t, e.reg.Counts().BlobGET-e.reg.Counts().BlobGETs(v2.ConfigDigest()), "no layer downloaded again")
+}
