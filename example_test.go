@@ -2,6 +2,7 @@ package updatecache_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"os"
@@ -110,4 +111,42 @@ func ExampleClearCachedUpdate() {
 	}
 	fmt.Println("cached update after clearing:", u)
 	// Output: cached update after clearing: <nil>
+}
+
+// The user starts the fetch: exactly the update prepared earlier, even though
+// the tag has moved on since.
+func ExamplePullPrepared() {
+	image, repo, regOpts, cleanup := exampleWorld()
+	defer cleanup()
+	ctx := context.Background()
+	if _, err := updatecache.Prepare(ctx, repo, image, updatecache.PrepareOptions{RegistryOptions: regOpts}); err != nil {
+		log.Fatal(err)
+	}
+
+	res, err := updatecache.PullPrepared(ctx, repo, image, updatecache.PullOptions{RegistryOptions: regOpts})
+	if errors.Is(err, updatecache.ErrPreparedUpdateGone) {
+		log.Fatal("the registry no longer has the prepared update; check again")
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("deployed %s: %d layer(s) fetched\n", res.Pulled.Version, res.LayersFetched)
+	// Output: deployed 41.2: 1 layer(s) fetched
+}
+
+// After a new deployment, collect what nothing needs any more.
+func ExamplePrune() {
+	image, repo, regOpts, cleanup := exampleWorld()
+	defer cleanup()
+	ctx := context.Background()
+	if _, err := updatecache.Pull(ctx, repo, image, updatecache.PullOptions{RegistryOptions: regOpts}); err != nil {
+		log.Fatal(err)
+	}
+
+	res, err := updatecache.Prune(ctx, repo, updatecache.PruneOptions{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("removed %d ref(s) and %d object(s)\n", len(res.RefsDeleted), res.ObjectsDeleted)
+	// Output: removed 0 ref(s) and 2 object(s)
 }
