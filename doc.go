@@ -14,19 +14,23 @@
 //     config (never the layers) are fetched, verified, and written as
 //     detached metadata of the deployed merge commit: the cached update.
 //  2. The updater shows "update available: version, size to download" from
-//     the result.
+//     the result ([CachedUpdate]: version, digest, layer diff).
 //  3. Later, even after a reboot and without the network, [QueryCachedUpdate]
-//     (or [QueryImage], [ListImages]) shows the same update from the
-//     repository alone.
-//  4. [ClearCachedUpdate] forgets it.
+//     (or [QueryImage], [QueryCommit], [ListImages]) shows the same update
+//     from the repository alone.
+//  4. [PullPrepared] fetches exactly the prepared digest, never what the tag
+//     names by then, imports the missing layers and moves the image's ref to
+//     a new merge commit; if the registry no longer has the update it fails
+//     with [ErrPreparedUpdateGone] and changes nothing. [Pull] fetches what
+//     the tag names now; [ClearCachedUpdate] forgets a cached update;
+//     [Prune] collects what no image needs.
 //
 // The cached update is bound to the merge commit: it lives in that commit's
 // .commitmeta file, so pruning the commit deletes it and a new deployment
-// starts without one. Writes replace the file atomically under the
-// repository lock that libostree uses, and keep every detached key they do
-// not own. The keys are ostree-ext's (ostree-ext.cached.*) plus this
-// library's own (updatecache.*), so rpm-ostree and bootc can share the
-// repository.
+// starts without one. Writes replace files atomically under the repository
+// lock that libostree uses, and keep every detached key they do not own.
+// The keys are ostree-ext's (ostree-ext.cached.*) plus this library's own
+// (updatecache.*), so rpm-ostree and bootc can share the repository.
 //
 // # Packages
 //
@@ -37,11 +41,14 @@
 //     with a deployed image, for testing updaters.
 //   - cmd/updatecache: the command line tool over this package.
 //   - internal/registry: containers/image access to registries: HEAD for
-//     the tag's digest, manifest and config fetches by digest, verified and
-//     size-capped. Knows nothing of OSTree.
+//     the tag's digest, manifest, config and layer fetches by digest,
+//     verified and size-capped, and signature policy evaluation. Knows
+//     nothing of OSTree.
+//   - internal/importer: layer tars into OSTree objects, as ostree-ext
+//     imports them, and the merge of layers into one tree.
 //   - internal/ostree: the OSTree repository format in pure Go: refs,
-//     commits, detached metadata, the repository lock. Knows nothing of
-//     registries.
+//     commits, detached metadata, content objects, the repository lock,
+//     garbage collection. Knows nothing of registries.
 //   - internal/gvariant: the GVariant serialisation format OSTree uses.
 //
 // Data flows one way: registry, then image metadata, then repository.
@@ -52,4 +59,11 @@
 // [ErrCorruptCache], [ErrManifestUnknown], [ErrLockTimeout]) or a context
 // error. A registry that fails, lies or times out leaves the repository as
 // it was.
+//
+// # Build tags
+//
+// Everything builds with CGO_ENABLED=0 and no tags. Verifying signatures
+// (RegistryOptions.VerifySignatures) needs the tag containers_image_openpgp,
+// with which containers/image checks them in pure Go; without it that
+// option fails with [ErrPolicyUnsupported].
 package updatecache
