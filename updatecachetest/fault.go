@@ -3,8 +3,10 @@ package updatecachetest
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -14,12 +16,14 @@ import (
 // matching fields are ANDed; zero values match anything. A request gets the
 // first matching fault, in the order they were added.
 //
-// Actions: Delay is applied first. A non-zero Status answers without asking
-// the registry behind (with Header and Body). Otherwise the registry's answer
-// is altered: Header values replace the registry's, Digest replaces
-// Docker-Content-Digest, ReplaceBody replaces the body, Pad appends bytes,
-// Corrupt changes a byte, and Truncate sends only the first half of the body
-// while still declaring its full length.
+// Actions: Delay is applied first. A non-nil Redirect, or else a non-zero
+// Status, answers without asking the registry behind. Otherwise the
+// registry's answer is altered: Header values replace the registry's (a
+// wrong Content-Type, say), Digest replaces Docker-Content-Digest,
+// ReplaceBody replaces the body, Pad appends bytes, Corrupt changes a byte,
+// Truncate sends only the first half of the body while still declaring its
+// full length, Understate declares less than it sends, and Throttle sends
+// the body slowly.
 type Fault struct {
 	Method string // e.g. http.MethodGet; "" matches any
 	Kind   Kind   // "" matches any
@@ -36,6 +40,18 @@ type Fault struct {
 	Pad         int    // append this many spaces (still valid JSON, oversized)
 	Corrupt     bool   // change one byte; headers, length included, unchanged
 	Truncate    bool   // send half the body, declare the full length
+
+	// Redirect answers 307 Temporary Redirect to the same path and query on
+	// this base URL: another server's (Registry.URL of a second registry is
+	// "another host") or this one's, which makes a redirect loop.
+	Redirect *url.URL
+	// Understate sends the whole body but declares a Content-Length this
+	// many bytes shorter, so the extra bytes follow the response on the
+	// connection as a broken server would send them.
+	Understate int
+	// Throttle sends the body at this many bytes per second, in chunks of
+	// a tenth of that (at least a byte), giving up when the client does.
+	Throttle int
 }
 
 // ErrorBody returns a registry error body as the distribution spec defines
@@ -94,7 +110,8 @@ func (r *Registry) matchFault(req *http.Request, kind Kind) *Fault {
 	return nil
 }
 
-// serve answers req according to f, asking backend unless f.Status is set.
+// serve answers req according to f, asking backend unless f.Redirect or
+// f.Status is set.
 func (f *Fault) serve(w http.ResponseWriter, req *http.Request, backend http.Handler) {
 	if f.Delay > 0 {
 		timer := time.NewTimer(f.Delay)
@@ -104,6 +121,12 @@ func (f *Fault) serve(w http.ResponseWriter, req *http.Request, backend http.Han
 		case <-req.Context().Done():
 			return
 		}
+	}
+	if f.Redirect != nil {
+		to := *f.Redirect
+		to.Path, to.RawPath, to.RawQuery = req.URL.Path, req.URL.RawPath, req.URL.RawQuery
+		http.Redirect(w, req, to.String(), http.StatusTemporaryRedirect)
+		return
 	}
 	if f.Status != 0 {
 		copyHeader(w.Header(), f.Header)
@@ -135,20 +158,78 @@ func (f *Fault) serve(w http.ResponseWriter, req *http.Request, backend http.Han
 		body = bytes.Clone(body)
 		body[len(body)/2] ^= 0x01
 	}
+	declared := len(body)
+	if f.Understate > 0 {
+		declared = max(0, declared-f.Understate)
+	}
 	if req.Method != http.MethodHead {
-		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.Header().Set("Content-Length", strconv.Itoa(declared))
+	} else {
+		body = nil
 	}
 	if f.Truncate {
 		// The server closes the connection after the short body, so the
 		// client sees an unexpected EOF as after a dropped connection.
 		body = body[:len(body)/2]
 	}
-	w.WriteHeader(res.StatusCode)
-	w.Write(body)
+	switch {
+	case f.Understate > 0:
+		// net/http refuses to write past Content-Length, so the response
+		// is written on the raw connection.
+		writeRaw(w, res.StatusCode, body)
+	case f.Throttle > 0:
+		writeSlowly(w, req, res.StatusCode, body, f.Throttle)
+	default:
+		w.WriteHeader(res.StatusCode)
+		w.Write(body)
+	}
+}
+
+// writeRaw writes the response (status, w's headers, body) itself on the
+// hijacked connection, whatever Content-Length says, and closes it.
+func writeRaw(w http.ResponseWriter, status int, body []byte) {
+	conn, buf, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		// Only HTTP/1 connections can be hijacked, and this server speaks
+		// nothing else; answer something a client cannot mistake for data.
+		http.Error(w, "updatecachetest: cannot hijack: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	defer conn.Close()
+	fmt.Fprintf(buf, "HTTP/1.1 %d %s\r\n", status, http.StatusText(status))
+	w.Header().Write(buf)
+	buf.WriteString("\r\n")
+	buf.Write(body)
+	buf.Flush()
+}
+
+// writeSlowly sends the status and headers at once, then body at rate bytes
+// per second, until it is sent or the client goes away.
+func writeSlowly(w http.ResponseWriter, req *http.Request, status int, body []byte, rate int) {
+	rc := http.NewResponseController(w)
+	w.WriteHeader(status)
+	rc.Flush()
+	chunk := max(1, rate/10)
+	tick := time.NewTicker(time.Duration(chunk) * time.Second / time.Duration(rate))
+	defer tick.Stop()
+	for len(body) > 0 {
+		select {
+		case <-tick.C:
+		case <-req.Context().Done():
+			return
+		}
+		n := min(chunk, len(body))
+		if _, err := w.Write(body[:n]); err != nil {
+			return
+		}
+		rc.Flush()
+		body = body[n:]
+	}
 }
 
 func (f *Fault) altersResponse() bool {
-	return f.Header != nil || f.Digest != "" || f.ReplaceBody != nil || f.Pad > 0 || f.Corrupt || f.Truncate
+	return f.Header != nil || f.Digest != "" || f.ReplaceBody != nil || f.Pad > 0 || f.Corrupt || f.Truncate ||
+		f.Understate > 0 || f.Throttle > 0
 }
 
 func copyHeader(dst, src http.Header) {
