@@ -62,10 +62,12 @@ type globalFlags struct {
 
 // networkFlags are common to the commands that may reach a registry.
 type networkFlags struct {
-	platform  string
-	authfile  string
-	tlsVerify bool
-	offline   bool
+	platform         string
+	authfile         string
+	tlsVerify        bool
+	offline          bool
+	verifySignatures bool
+	signaturePolicy  string
 }
 
 func newRootCommand() *cobra.Command {
@@ -99,6 +101,8 @@ func (n *networkFlags) register(cmd *cobra.Command) {
 	f.StringVar(&n.authfile, "authfile", "", "registry credentials `FILE` (default: the containers auth.json locations)")
 	f.BoolVar(&n.tlsVerify, "tls-verify", true, "verify registry TLS certificates (and require HTTPS)")
 	f.BoolVar(&n.offline, "offline", false, "never use the network; fail if it is needed")
+	f.BoolVar(&n.verifySignatures, "verify-signatures", false, "evaluate the signature policy: check records its verdict, pull enforces it")
+	f.StringVar(&n.signaturePolicy, "signature-policy", "", "policy.json `FILE` (default: /etc/containers/policy.json)")
 }
 
 func (n *networkFlags) options() (updatecache.RegistryOptions, error) {
@@ -106,7 +110,8 @@ func (n *networkFlags) options() (updatecache.RegistryOptions, error) {
 	if !n.tlsVerify {
 		sys.DockerInsecureSkipTLSVerify = types.OptionalBoolTrue
 	}
-	opts := updatecache.RegistryOptions{SystemContext: sys, Offline: n.offline}
+	opts := updatecache.RegistryOptions{SystemContext: sys, Offline: n.offline,
+		VerifySignatures: n.verifySignatures, SignaturePolicyPath: n.signaturePolicy}
 	if n.platform != "" {
 		os, arch, variant, err := updatecache.ParsePlatform(n.platform)
 		if err != nil {

@@ -28,6 +28,13 @@ type cachedUpdateJSON struct {
 	imageStatusJSON
 	CheckedAt    *time.Time               `json:"checkedAt"`
 	ManifestDiff updatecache.ManifestDiff `json:"manifestDiff"`
+	// Signature is present only when the check verified signatures.
+	Signature *signatureJSON `json:"signature,omitempty"`
+}
+
+type signatureJSON struct {
+	Allowed bool   `json:"allowed"`
+	Reason  string `json:"reason,omitempty"`
 }
 
 type checkResultJSON struct {
@@ -77,7 +84,11 @@ func cachedStatus(u *updatecache.CachedUpdate) *cachedUpdateJSON {
 	if u == nil {
 		return nil
 	}
-	return &cachedUpdateJSON{imageStatusJSON: imageStatus(&u.Image), CheckedAt: optional(u.CheckedAt), ManifestDiff: u.Diff}
+	c := &cachedUpdateJSON{imageStatusJSON: imageStatus(&u.Image), CheckedAt: optional(u.CheckedAt), ManifestDiff: u.Diff}
+	if v := u.Signature; v != nil {
+		c.Signature = &signatureJSON{Allowed: v.Allowed, Reason: v.Reason}
+	}
+	return c
 }
 
 func checkJSON(res *updatecache.PrepareResult) checkResultJSON {
@@ -127,6 +138,13 @@ func writeUpdate(ew *errWriter, u *updatecache.CachedUpdate) {
 	ew.printf("  Digest: %s\n", u.ManifestDigest)
 	if !u.Timestamp.IsZero() {
 		ew.printf("  Timestamp: %s\n", u.Timestamp.Format(time.RFC3339))
+	}
+	switch v := u.Signature; {
+	case v == nil:
+	case v.Allowed:
+		ew.printf("  Signature: accepted by the policy\n")
+	default:
+		ew.printf("  Signature: rejected by the policy: %s\n", v.Reason)
 	}
 	d := u.Diff
 	ew.printf("Total new layers: %-4d  Size: %s\n", d.Total, humanSize(d.TotalSize))
