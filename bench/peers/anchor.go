@@ -15,8 +15,8 @@ import (
 )
 
 // anchorModel replays, with plain HTTP, the requests ostree-ext's prepare()
-// makes for an update check, as /work/shared/reference/ostree-ext-compat.md
-// describes them: ping, GET the tag's manifest (an index resolved to the
+// makes for an update check, as the project's notes on ostree-ext
+// ("How the anchor decides in prepare()") describe them: ping, GET the tag's manifest (an index resolved to the
 // platform's instance by a second GET), and for an image that is neither the
 // deployed manifest nor the deployed config, GET the config. It is a model
 // of the requests, not ostree-ext itself: it leaves out the TLS probe that
