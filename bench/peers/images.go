@@ -62,7 +62,8 @@ func checkIndex(v string) (*updatecachetest.Index, error) {
 // in total. A fixed seed makes it the same image on every run.
 func pullImage(mib int) (*updatecachetest.Image, error) {
 	const pullLayers = 4
-	rng := rand.New(rand.NewChaCha8([32]byte{'u', 'p', 'd', 'a', 't', 'e'}))
+	src := rand.NewChaCha8([32]byte{'u', 'p', 'd', 'a', 't', 'e'})
+	rng := rand.New(src)
 	words := []string{"usr", "lib", "systemd", "bin", "share", "locale", "config", "unit",
 		"service", "target", "kernel", "module", "firmware", "python3", "site-packages", "etc"}
 	perLayer := mib << 20 / pullLayers
@@ -72,9 +73,7 @@ func pullImage(mib int) (*updatecachetest.Image, error) {
 		// Half of each layer's compressed size is random data; the text
 		// files, four times larger, compress to about the other half.
 		random := make([]byte, perLayer/2)
-		for i := range random {
-			random[i] = byte(rng.Uint32())
-		}
+		src.Read(random)
 		files = append(files, updatecachetest.File{Path: fmt.Sprintf("usr/lib/blob-%d.bin", l), Content: random})
 		const fileSize = 32 << 10
 		for i := range 2 * perLayer / fileSize {
