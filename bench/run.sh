@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-20}                 # runs of each check for the latency table
 DELAY=${DELAY:-50ms}             # delay added to every request for the latency table
 PULL_RUNS=${PULL_RUNS:-5}        # runs of each pull
-PULL_MIB=${PULL_MIB:-40}         # size of the pulled image, compressed
+PULL_MIB=${PULL_MIB:-48}         # size of the pulled image's files (half random, half text)
 COUNT=${COUNT:-5}                # go test -count for the query benchmark
 IMPORT_FILES=${IMPORT_FILES:-20000}
 IMPORT_BIG=${IMPORT_BIG:-3}

@@ -56,12 +56,20 @@ func checkIndex(v string) (*updatecachetest.Index, error) {
 	return updatecachetest.NewIndex(images...)
 }
 
-// pullImage is an image of pullLayers gzip layers, each with many small
-// text files (compressible, as binaries and configuration mostly are) and
-// one large file of random bytes (incompressible), about mib MiB compressed
-// in total. A fixed seed makes it the same image on every run.
+// The pulled image's shape.
+const (
+	pullLayers       = 4
+	pullTextFileSize = 32 << 10
+)
+
+// pullTextFiles is how many text files each layer of pullImage(mib) has.
+func pullTextFiles(mib int) int { return mib << 20 / pullLayers / 2 / pullTextFileSize }
+
+// pullImage is an image of pullLayers gzip layers holding mib MiB of files
+// in all: per layer, half in one file of random bytes (incompressible) and
+// half in small text files (compressible, as binaries and configuration
+// mostly are). A fixed seed makes it the same image on every run.
 func pullImage(mib int) (*updatecachetest.Image, error) {
-	const pullLayers = 4
 	src := rand.NewChaCha8([32]byte{'u', 'p', 'd', 'a', 't', 'e'})
 	rng := rand.New(src)
 	words := []string{"usr", "lib", "systemd", "bin", "share", "locale", "config", "unit",
@@ -70,15 +78,12 @@ func pullImage(mib int) (*updatecachetest.Image, error) {
 	spec := updatecachetest.ImageSpec{Version: "1", Created: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 	for l := range pullLayers {
 		var files []updatecachetest.File
-		// Half of each layer's compressed size is random data; the text
-		// files, four times larger, compress to about the other half.
 		random := make([]byte, perLayer/2)
 		src.Read(random)
 		files = append(files, updatecachetest.File{Path: fmt.Sprintf("usr/lib/blob-%d.bin", l), Content: random})
-		const fileSize = 32 << 10
-		for i := range 2 * perLayer / fileSize {
-			text := make([]byte, 0, fileSize+16)
-			for len(text) < fileSize {
+		for i := range pullTextFiles(mib) {
+			text := make([]byte, 0, pullTextFileSize+16)
+			for len(text) < pullTextFileSize {
 				text = append(text, words[rng.IntN(len(words))]...)
 				text = append(text, " \n/="[rng.IntN(4)])
 			}

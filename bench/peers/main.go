@@ -40,7 +40,7 @@ func main() {
 	flag.IntVar(&c.runs, "runs", 20, "runs of each check for the latency table")
 	flag.DurationVar(&c.delay, "delay", 50*time.Millisecond, "delay the proxy adds to every request for the latency table")
 	flag.IntVar(&c.pullRuns, "pull-runs", 5, "runs of each pull")
-	flag.IntVar(&c.pullMiB, "pull-mib", 40, "compressed size of the pulled image in MiB")
+	flag.IntVar(&c.pullMiB, "pull-mib", 48, "size of the pulled image's files in MiB (half random, half text)")
 	flag.StringVar(&work, "work", "", "work directory (default: a new temporary one, removed afterwards)")
 	flag.Parse()
 	if c.updatecache == "" || c.runs < 1 || c.pullRuns < 1 || c.pullMiB < 4 {

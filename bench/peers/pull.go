@@ -67,9 +67,9 @@ func (b *bench) pullSection() error {
 	dest := func(i int) string { return filepath.Join(b.work, "pull", fmt.Sprint(i)) }
 
 	b.printf("## Pull: updatecache pull vs skopeo copy\n\n")
-	b.printf("One image of %d gzip layers, %s MiB compressed (text files and one random file per layer), from the\n", len(img.Layers), mib(compressed))
-	b.printf("real registry on loopback. updatecache pull decompresses every layer and imports it into an archive-mode\n")
-	b.printf("OSTree repository (one object per file, each zlib-compressed and fsynced) and writes the merge commit;\n")
+	b.printf("One image of %d gzip layers with %d MiB of files (per layer, half in one random file and half in %d text\n", len(img.Layers), b.cfg.pullMiB, pullTextFiles(b.cfg.pullMiB))
+	b.printf("files of %d KiB), %s MiB compressed, from the real registry on loopback.\n", pullTextFileSize>>10, mib(compressed))
+	b.printf("updatecache pull decompresses every layer and imports it into an archive-mode OSTree repository (one object per file, each zlib-compressed and fsynced) and writes the merge commit;\n")
 	b.printf("skopeo copy stores the compressed blobs as they are in an OCI layout. So the rows do different work:\n")
 	b.printf("skopeo's is the floor of fetching the bytes, updatecache's is what an OSTree-based updater has to do.\n\n")
 
