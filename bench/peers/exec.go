@@ -17,9 +17,10 @@ import (
 // file, an empty registries.conf and a home of their own, so neither the
 // machine's nor the user's configuration changes what they do.
 type runner struct {
-	dir      string
-	authFile string
-	env      []string
+	dir        string
+	authFile   string
+	policyFile string // accepts anything, for skopeo copy
+	env        []string
 }
 
 func newRunner(dir string) (*runner, error) {
@@ -30,13 +31,12 @@ func newRunner(dir string) (*runner, error) {
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return nil, err
 	}
-	r := &runner{dir: dir, authFile: filepath.Join(dir, "auth.json")}
+	r := &runner{dir: dir, authFile: filepath.Join(dir, "auth.json"), policyFile: filepath.Join(dir, "policy.json")}
 	conf := filepath.Join(dir, "registries.conf")
-	policy := filepath.Join(dir, "policy.json")
 	for _, f := range []struct{ path, content string }{
 		{r.authFile, "{}\n"},
 		{conf, ""},
-		{policy, `{"default": [{"type": "insecureAcceptAnything"}]}` + "\n"},
+		{r.policyFile, `{"default": [{"type": "insecureAcceptAnything"}]}` + "\n"},
 	} {
 		if err := os.WriteFile(f.path, []byte(f.content), 0o600); err != nil {
 			return nil, err
@@ -52,8 +52,6 @@ func newRunner(dir string) (*runner, error) {
 	r.env = append(r.env, "HOME="+home, "XDG_RUNTIME_DIR="+home, "CONTAINERS_REGISTRIES_CONF="+conf)
 	return r, nil
 }
-
-func (r *runner) policy() string { return filepath.Join(r.dir, "policy.json") }
 
 // sample is one run of a command.
 type sample struct {
