@@ -151,48 +151,19 @@ func (r *Repo) ResolveRef(ref string) (string, error) {
 // of prefix before its last "/" must be a valid ref name (ErrInvalidRef),
 // so the walk never leaves refs/heads.
 func (r *Repo) ListRefs(prefix string) (map[string]string, error) {
-	heads := filepath.Join(r.path, "refs", "heads")
-	start := heads
+	sub := ""
 	if i := strings.LastIndexByte(prefix, '/'); i >= 0 {
 		if !validRefName(prefix[:i]) {
 			return nil, fmt.Errorf("%w: prefix %q", ErrInvalidRef, prefix)
 		}
-		start = filepath.Join(heads, filepath.FromSlash(prefix[:i]))
+		sub = prefix[:i]
 	}
 	refs := map[string]string{}
-	err := filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if p == start && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)) {
-				return filepath.SkipAll
-			}
-			return err
-		}
-		if p == start {
-			if !d.IsDir() {
-				return filepath.SkipAll
-			}
-			return nil
-		}
-		// libostree ignores dot files here; our own temporary files, left
-		// by a crash, start with a dot too.
-		if strings.HasPrefix(d.Name(), ".") {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		rel, err := filepath.Rel(heads, p)
-		if err != nil {
-			return err
-		}
-		name := filepath.ToSlash(rel)
-		if d.IsDir() {
-			// Skip subtrees that cannot hold a match.
-			if !strings.HasPrefix(name+"/", prefix) && !strings.HasPrefix(prefix, name+"/") {
-				return filepath.SkipDir
-			}
-			return nil
-		}
+	// Only subtrees that can hold a match are entered.
+	descend := func(dir string) bool {
+		return strings.HasPrefix(dir+"/", prefix) || strings.HasPrefix(prefix, dir+"/")
+	}
+	err := r.walkRefFiles("refs/heads", sub, descend, func(name string, _ fs.DirEntry) error {
 		if !strings.HasPrefix(name, prefix) || !validRefName(name) {
 			return nil
 		}
@@ -207,6 +178,50 @@ func (r *Repo) ListRefs(prefix string) (map[string]string, error) {
 		return nil, fmt.Errorf("ostree: list refs %q: %w", prefix, err)
 	}
 	return refs, nil
+}
+
+// walkRefFiles calls fn with the name (slash-separated, relative to base)
+// and directory entry of every file below base/sub, where base is a refs directory such as
+// "refs/heads" and sub a directory inside it ("" for all of it). Like
+// libostree it skips names starting with a dot, which also hides our own
+// temporary files left by a crash. Directories for which descend returns
+// false are not entered (nil descends everywhere). A missing base/sub is
+// empty.
+func (r *Repo) walkRefFiles(base, sub string, descend func(dir string) bool, fn func(name string, d fs.DirEntry) error) error {
+	root := filepath.Join(r.path, base)
+	start := filepath.Join(root, filepath.FromSlash(sub))
+	return filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p == start && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)) {
+				return filepath.SkipAll
+			}
+			return err
+		}
+		if p == start {
+			if !d.IsDir() {
+				return filepath.SkipAll
+			}
+			return nil
+		}
+		if strings.HasPrefix(d.Name(), ".") {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		name := filepath.ToSlash(rel)
+		if d.IsDir() {
+			if descend != nil && !descend(name) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		return fn(name, d)
+	})
 }
 
 // SetRef points ref ("name" or "remote:name") at checksum, replacing the
@@ -249,8 +264,7 @@ func (r *Repo) SetRef(ctx context.Context, ref, checksum string) error {
 // repository lock; a missing ref wraps ErrRefNotFound. Emptied parent
 // directories are left, as libostree leaves them.
 func (r *Repo) DeleteRef(ctx context.Context, ref string) error {
-	loc, err := parseRefspec(ref)
-	if err != nil {
+	if _, err := parseRefspec(ref); err != nil {
 		return err
 	}
 	unlock, err := r.Lock(ctx, LockShared)
@@ -258,16 +272,31 @@ func (r *Repo) DeleteRef(ctx context.Context, ref string) error {
 		return fmt.Errorf("ostree: delete ref %q: %w", ref, err)
 	}
 	defer unlock()
+	dir, err := r.removeRef(ref)
+	if err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+// removeRef unlinks a ref's file and returns its directory, which the
+// caller fsyncs (once for many refs); it takes no lock, so callers hold
+// one.
+func (r *Repo) removeRef(ref string) (dir string, err error) {
+	loc, err := parseRefspec(ref)
+	if err != nil {
+		return "", err
+	}
 	p := filepath.Join(r.path, loc.base, filepath.FromSlash(loc.name))
 	st, err := os.Lstat(p)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || err == nil && st.IsDir() {
-		return fmt.Errorf("%w: %q", ErrRefNotFound, ref)
+		return "", fmt.Errorf("%w: %q", ErrRefNotFound, ref)
 	}
 	if err != nil {
-		return fmt.Errorf("ostree: delete ref %q: %w", ref, err)
+		return "", fmt.Errorf("ostree: delete ref %q: %w", ref, err)
 	}
 	if err := os.Remove(p); err != nil {
-		return writeError("delete ref", p, err)
+		return "", writeError("delete ref", p, err)
 	}
-	return syncDir(filepath.Dir(p))
+	return filepath.Dir(p), nil
 }
