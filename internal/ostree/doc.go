@@ -16,6 +16,7 @@
 //     keeps untouched entries byte for byte.
 //   - ostree-ext's ref escaping and its image and layer ref names.
 //   - The repository lock, interoperating with libostree.
+//   - Garbage collection like `ostree prune --refs-only` (Repo.Prune).
 //
 // Content objects (.file, .filez) and the tree writer live in this package
 // too, in files of their own (content*.go, dirtree*.go, stage*.go).
@@ -23,9 +24,9 @@
 // # What it deliberately does not do
 //
 // No pulls or remotes' configuration, no static deltas, no GPG or
-// signatures, no checkout or deployment, no prune (libostree's prune is
-// left to the ostree tool), no collection refs (refs/mirrors), no
-// tombstone handling, no summary files. core.fsync=false and
+// signatures, no checkout or deployment, no history pruning by depth or
+// age, no collection refs (refs/mirrors, which Prune only keeps as roots),
+// no tombstone handling, no summary files. core.fsync=false and
 // core.locking=false are ignored: this package always fsyncs and locks.
 //
 // # Trust

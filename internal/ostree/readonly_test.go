@@ -111,6 +111,8 @@ func checkReadOnly(t *testing.T, dir string, mounted bool) {
 			return err
 		},
 		"WriteDetachedMetadata":  func() error { return r.WriteDetachedMetadata(ctx, sum, nil) },
+		"Prune":                  func() error { _, err := r.Prune(ctx, PruneOptions{}); return err },
+		"Prune(DryRun)":          func() error { _, err := r.Prune(ctx, PruneOptions{DryRun: true}); return err },
 		"UpdateDetachedMetadata": func() error { _, err := r.UpdateDetachedMetadata(ctx, sum, set); return err },
 		"Create": func() error {
 			_, err := Create(filepath.Join(dir, "sub"), ModeArchive)
