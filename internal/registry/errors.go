@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"reflect"
 	"strings"
 	"syscall"
@@ -31,7 +32,8 @@ var (
 	// context.DeadlineExceeded.
 	ErrRateLimited = errors.New("registry: rate limited")
 	// ErrUnavailable: the registry could not be reached or failed (5xx,
-	// connection refused or reset, timeouts). A timeout also wraps
+	// connection refused or reset, timeouts, TLS handshake failures such as
+	// an untrusted certificate, redirect loops). A timeout also wraps
 	// context.DeadlineExceeded.
 	ErrUnavailable = errors.New("registry: unavailable")
 	// ErrDigestMismatch: bytes do not hash to the requested or declared
@@ -127,6 +129,13 @@ func sentinelFor(err error) error {
 		return ErrUnavailable
 	}
 	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		return ErrUnavailable
+	}
+	// Any other failed HTTP exchange: a TLS handshake that failed (an
+	// untrusted certificate, one for another name, a plain-HTTP answer), a
+	// redirect loop or a redirect to nowhere. The cause stays wrapped, so
+	// the message names it.
+	if _, ok := errors.AsType[*url.Error](err); ok {
 		return ErrUnavailable
 	}
 	// containers/image reports its body size limit (iolimits.ReadAtMost)

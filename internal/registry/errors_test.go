@@ -2,11 +2,14 @@ package registry
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"strings"
 	"syscall"
 	"testing"
@@ -61,6 +64,13 @@ func TestClassify(t *testing.T) {
 		{"reset", fmt.Errorf("read: %w", syscall.ECONNRESET), ErrUnavailable},
 		{"closed before answering", fmt.Errorf("Get x: %w", io.EOF), ErrUnavailable},
 		{"dns", &net.DNSError{Err: "no such host", Name: "registry.invalid"}, ErrUnavailable},
+		{"untrusted certificate", fmt.Errorf("pinging container registry h: %w", &url.Error{Op: "Get", URL: "https://h/v2/",
+			Err: &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}}), ErrUnavailable},
+		{"certificate for another name", &url.Error{Op: "Get", URL: "https://h/v2/",
+			Err: &tls.CertificateVerificationError{Err: x509.HostnameError{Certificate: &x509.Certificate{}, Host: "h"}}}, ErrUnavailable},
+		{"plain HTTP answer to TLS", &url.Error{Op: "Get", URL: "https://h/v2/", Err: errors.New("http: server gave HTTP response to HTTPS client")}, ErrUnavailable},
+		{"redirect loop", &url.Error{Op: "Get", URL: "http://h/v2/r/manifests/t", Err: errors.New("stopped after 10 redirects")}, ErrUnavailable},
+		{"canceled request", &url.Error{Op: "Get", URL: "http://h/v2/", Err: context.Canceled}, nil},
 		{"truncated", fmt.Errorf("reading manifest body: %w", io.ErrUnexpectedEOF), ErrMalformed},
 		{"size limit", errors.New("reading manifest body: exceeded maximum allowed size of 4194304 bytes"), ErrTooLarge},
 		{"bad digest header", digest.ErrDigestInvalidFormat, ErrMalformed},
