@@ -35,7 +35,7 @@ var (
 	ErrManifestUnknown     = registry.ErrManifestUnknown     // the image or digest is not (or no longer) in the registry
 	ErrUnauthorized        = registry.ErrUnauthorized        // 401/403
 	ErrRateLimited         = registry.ErrRateLimited         // 429 beyond the retries allowed by the deadline
-	ErrUnavailable         = registry.ErrUnavailable         // 5xx, connection failures, timeouts
+	ErrUnavailable         = registry.ErrUnavailable         // 5xx, connection failures, timeouts, TLS failures, redirect loops
 	ErrDigestMismatch      = registry.ErrDigestMismatch      // content that does not match its digest or size
 	ErrTooLarge            = registry.ErrTooLarge            // a manifest or config over its size cap
 	ErrUnsupportedManifest = registry.ErrUnsupportedManifest // schema 1 or an unknown media type
