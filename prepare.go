@@ -170,7 +170,11 @@ func Prepare(ctx context.Context, repo *Repo, image string, opts PrepareOptions)
 			if res.CachedUpdate, err = ds.cachedUpdate(); err != nil {
 				return res, err
 			}
-			res.UpdateAvailable, res.Persisted = res.CachedUpdate != nil, true
+			if res.CachedUpdate == nil {
+				// Cached by another tool though it is the deployed image.
+				return res, repo.noUpdate(ctx, res, ds, "the registry's image is the deployed one", "")
+			}
+			res.UpdateAvailable, res.Persisted = true, true
 			return res, nil
 		}
 	}

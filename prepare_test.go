@@ -10,6 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/osimage/updatecache"
+	"github.com/osimage/updatecache/internal/gvariant"
+	"github.com/osimage/updatecache/internal/ostree"
 	"github.com/osimage/updatecache/updatecachetest"
 )
 
@@ -283,4 +285,35 @@ func TestInvalidReferences(t *testing.T) {
 	}
 	_, err := updatecache.QueryCommit(e.repo, "abc")
 	assert.ErrorIs(t, err, updatecache.ErrInvalidReference)
+}
+
+// A cache that another tool wrote for an image with the deployed config (a
+// rebuilt manifest, same image ID) is the deployed image: the check says so
+// and removes it, though the tag's digest matches the cache.
+func TestPrepareCachedSameConfigIsNoUpdate(t *testing.T) {
+	e := newEnv(t)
+	v1 := image(t, "1")
+	rebuilt := image(t, "1", func(s *updatecachetest.ImageSpec) { s.Annotations = map[string]string{"rebuilt": "yes"} })
+	require.Equal(t, v1.ConfigDigest(), rebuilt.ConfigDigest())
+	require.NotEqual(t, v1.ManifestDigest, rebuilt.ManifestDigest)
+	commit := e.deploy(v1, "")
+	repo, err := ostree.Open(e.repoPath)
+	require.NoError(t, err)
+	_, err = repo.UpdateDetachedMetadata(e.ctx, commit, func(md gvariant.VarDict) (gvariant.VarDict, error) {
+		md.Set("ostree-ext.cached.manifest-digest", gvariant.NewString(rebuilt.ManifestDigest.String()))
+		md.Set("ostree-ext.cached.manifest", gvariant.NewString(string(rebuilt.Manifest)))
+		md.Set("ostree-ext.cached.config", gvariant.NewString(string(rebuilt.Config.Data)))
+		return md, nil
+	})
+	require.NoError(t, err)
+	e.push(rebuilt)
+
+	res := e.mustPrepare()
+	assert.False(t, res.UpdateAvailable)
+	assert.Nil(t, res.CachedUpdate)
+	assert.Zero(t, e.reg.Counts().ManifestGET, "decided from the HEAD and the cache")
+	md, _, err := repo.ReadDetachedMetadata(commit)
+	require.NoError(t, err)
+	_, cached := md.Lookup("ostree-ext.cached.manifest-digest")
+	assert.False(t, cached, "the stale cache is removed")
 }
