@@ -22,6 +22,15 @@ const (
 	ModePermsMask uint32 = 0o7777
 )
 
+// contentObjectType is the type the repository's mode stores content objects
+// under: .filez in archive-z2, .file in every bare mode.
+func (r *Repo) contentObjectType() ObjectType {
+	if r.mode == ModeArchive {
+		return ObjectFileZ
+	}
+	return ObjectFile
+}
+
 // maxSymlinkTarget is PATH_MAX less the terminating NUL: the longest target
 // symlink(2) accepts, so the longest a checkout can recreate.
 const maxSymlinkTarget = 4095

@@ -356,6 +356,31 @@ func splitFilez(t *testing.T, data []byte) (header, content []byte) {
 
 // TestStageRejects covers content a Stage must refuse: each case is an
 // error wrapping ErrInvalidContent and leaves nothing staged.
+func TestContentObjectType(t *testing.T) {
+	tests := []struct {
+		mode Mode
+		want ObjectType
+	}{
+		{ModeArchive, ObjectFileZ},
+		{"archive", ObjectFileZ}, // the alias, normalised on create and open
+		{ModeBare, ObjectFile},
+		{ModeBareUser, ObjectFile},
+		{ModeBareUserOnly, ObjectFile},
+		{ModeBareSplitXattrs, ObjectFile},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.mode), func(t *testing.T) {
+			r, err := Create(filepath.Join(t.TempDir(), "repo"), tt.mode)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := r.contentObjectType(); got != tt.want {
+				t.Errorf("contentObjectType() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestStageRejects(t *testing.T) {
 	reg := func(mode uint32) FileMeta { return FileMeta{Mode: ModeRegular | mode} }
 	tests := []struct {

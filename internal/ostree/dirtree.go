@@ -202,10 +202,7 @@ func (s *Stage) writeTree(ctx context.Context, t *MutableTree, depth int) (strin
 	if !t.loaded {
 		return t.tree, s.require(t.tree, ObjectDirTree)
 	}
-	contentType := ObjectFile
-	if s.repo.mode == ModeArchive {
-		contentType = ObjectFileZ
-	}
+	contentType := s.repo.contentObjectType()
 	files := make([]DirTreeFile, 0, len(t.files))
 	for name, sum := range t.files {
 		if err := s.require(sum, contentType); err != nil {

@@ -431,10 +431,7 @@ func (v pruneVictim) path(r *Repo) string { return r.ObjectPath(hex.EncodeToStri
 // directories are objects; anything else there (temporary files, other
 // modes' content, tombstones, payload links) is left alone.
 func (r *Repo) unreachableObjects(ctx context.Context, set reachSet) (victims []pruneVictim, kept int, err error) {
-	content := ObjectFile
-	if r.mode == ModeArchive {
-		content = ObjectFileZ
-	}
+	content := r.contentObjectType()
 	objects := filepath.Join(r.path, "objects")
 	prefixes, err := os.ReadDir(objects)
 	if err != nil {

@@ -207,10 +207,7 @@ func (s *Stage) WriteContent(ctx context.Context, meta FileMeta, size int64, con
 	if err != nil {
 		return "", err
 	}
-	key := objectKey{t: ObjectFile}
-	if s.repo.mode == ModeArchive {
-		key.t = ObjectFileZ
-	}
+	key := objectKey{t: s.repo.contentObjectType()}
 	var staged bool
 	if size <= smallContentSize {
 		staged, err = s.writeSmallContent(key, meta, size, content, sum)
