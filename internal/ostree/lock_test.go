@@ -1,7 +1,6 @@
 package ostree
 
 import (
-	"archive/tar"
 	"bufio"
 	"context"
 	"errors"
@@ -80,27 +79,10 @@ func TestLibostreeTransactionBlocksExclusive(t *testing.T) {
 
 	// `ostree commit --tree=tar=FIFO` holds the shared lock for its
 	// transaction while it waits for the tar stream we have not sent yet.
-	fifo := filepath.Join(t.TempDir(), "tar.fifo")
-	if err := mkfifo(fifo); err != nil {
-		t.Fatal(err)
-	}
-	// O_RDWR opens a FIFO without waiting for the reader.
-	w, err := os.OpenFile(fifo, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	cmd := testtool.OstreeCommand(t, "commit", "--repo="+r.Path(), "-b", "fifo", "--tar-autocreate-parents", "--tree=tar="+fifo)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	waitHeld(t, r)
+	finish := startFifoCommit(t, r, "fifo")
 
 	start := time.Now()
-	_, err = r.Lock(context.Background(), LockExclusive)
+	_, err := r.Lock(context.Background(), LockExclusive)
 	if !errors.Is(err, ErrLockTimeout) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Lock(Exclusive) during an ostree transaction: %v; want ErrLockTimeout", err)
 	}
@@ -114,20 +96,7 @@ func TestLibostreeTransactionBlocksExclusive(t *testing.T) {
 	unlock()
 
 	// Finish the transaction: the commit lands, and the lock is free.
-	tw := tar.NewWriter(w)
-	if err := tw.WriteHeader(&tar.Header{Name: "f", Mode: 0o644, Size: 2, Typeflag: tar.TypeReg}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tw.Write([]byte("hi")); err != nil {
-		t.Fatal(err)
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("ostree commit: %v\n%s", err, out.String())
-	}
+	finish()
 	unlock = mustLock(t, r, LockExclusive)
 	unlock()
 }
