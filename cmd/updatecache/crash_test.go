@@ -29,14 +29,56 @@ const crashRequestDelay = 5 * time.Millisecond
 type crashOutcome struct {
 	kills     int
 	exited    int // the command had finished before the kill
-	unchanged int // killed before it wrote anything
-	partial   int // pull only: killed after importing layers, before moving the ref
+	untouched int // killed before it changed anything
+	litter    int // killed while writing: only temporary files left
+	layers    int // pull only: killed after importing layers, before moving the ref
 	written   int // killed after its write was in place
 }
 
 func (o crashOutcome) String() string {
-	return fmt.Sprintf("%d kills: %d exited first, %d killed before writing, %d killed after importing layers only, %d killed after the write",
-		o.kills, o.exited, o.unchanged, o.partial, o.written)
+	return fmt.Sprintf("%d kills: %d exited first; killed: %d before changing anything, %d mid-write (temporary files left, nothing replaced), %d after importing layers (ref not moved), %d after the write was in place",
+		o.kills, o.exited, o.untouched, o.litter, o.layers, o.written)
+}
+
+// repoMarks are what a killed command may have changed: the detached
+// metadata of the merge commit, the image ref, the layer refs, and
+// temporary files (in objects/ and refs/, and entries in tmp/).
+type repoMarks struct {
+	commitmeta []byte
+	image      string
+	blobs      int
+	litter     []string
+}
+
+func (e *cliEnv) marks(t *testing.T, commit string) repoMarks {
+	t.Helper()
+	m := repoMarks{commitmeta: readCommitmeta(t, e.repo, commit), image: revParse(t, e.repo, e.imageRef(t)), blobs: blobRefs(t, e.repo)}
+	for _, dir := range []string{"objects", "refs"} {
+		m.litter = append(m.litter, tempFilesIn(t, filepath.Join(e.repo, dir))...)
+	}
+	staging, err := filepath.Glob(filepath.Join(e.repo, "tmp", "*"))
+	require.NoError(t, err)
+	m.litter = append(m.litter, staging...)
+	return m
+}
+
+// add counts one run of a command, from the marks before and after it.
+func (o *crashOutcome) add(t *testing.T, res procExit, before, after repoMarks) {
+	t.Helper()
+	o.kills++
+	switch {
+	case !res.killed:
+		require.Equal(t, 0, res.code, "not killed, and failed: %s", res.stderr)
+		o.exited++
+	case after.image != before.image || !bytes.Equal(after.commitmeta, before.commitmeta):
+		o.written++
+	case after.blobs > before.blobs:
+		o.layers++
+	case len(after.litter) > len(before.litter):
+		o.litter++
+	default:
+		o.untouched++
+	}
 }
 
 // TestCrashSafety SIGKILLs the command at random moments: check (with a
@@ -102,24 +144,10 @@ func TestCrashSafety(t *testing.T) {
 	killAt := func(r time.Duration) time.Duration { return time.Duration(rng.Int64N(int64(r))) }
 
 	var checks, clears, pulls crashOutcome
-	tally := func(o *crashOutcome, res procExit, written, partial bool) {
-		o.kills++
-		switch {
-		case !res.killed:
-			require.Equal(t, 0, res.code, "not killed, and failed: %s", res.stderr)
-			o.exited++
-		case written:
-			o.written++
-		case partial:
-			o.partial++
-		default:
-			o.unchanged++
-		}
-	}
 	for round := range rounds {
 		// check, with a new version in the registry.
 		want := push()
-		before := readCommitmeta(t, e.repo, commit)
+		before := e.marks(t, commit)
 		res := runBinKilledAfter(e.ctx, bin, killAt(checkRange), e.checkArgs()...)
 		fsck(t, e.repo)
 		got := cachedDigest(t, e.repo, commit)
@@ -127,11 +155,11 @@ func TestCrashSafety(t *testing.T) {
 		if !res.killed {
 			require.Equal(t, want, got)
 		}
-		tally(&checks, res, !bytes.Equal(before, readCommitmeta(t, e.repo, commit)), false)
+		checks.add(t, res, before, e.marks(t, commit))
 		cached = got
 
 		// clear.
-		before = readCommitmeta(t, e.repo, commit)
+		before = e.marks(t, commit)
 		res = runBinKilledAfter(e.ctx, bin, killAt(clearRange), e.clearArgs()...)
 		fsck(t, e.repo)
 		got = cachedDigest(t, e.repo, commit)
@@ -139,12 +167,12 @@ func TestCrashSafety(t *testing.T) {
 		if !res.killed {
 			require.Empty(t, got)
 		}
-		tally(&clears, res, !bytes.Equal(before, readCommitmeta(t, e.repo, commit)), false)
+		clears.add(t, res, before, e.marks(t, commit))
 		cached = got
 
 		// pull of yet another version.
 		want = push()
-		blobsBefore := blobRefs(t, e.repo)
+		before = e.marks(t, commit)
 		res = runBinKilledAfter(e.ctx, bin, killAt(pullRange), e.pullArgs()...)
 		fsck(t, e.repo)
 		now, nowCommit := e.deployedDigest(t)
@@ -155,7 +183,7 @@ func TestCrashSafety(t *testing.T) {
 		} else {
 			require.Empty(t, cachedDigest(t, e.repo, nowCommit))
 		}
-		tally(&pulls, res, nowCommit != commit, blobRefs(t, e.repo) > blobsBefore)
+		pulls.add(t, res, before, e.marks(t, commit))
 		if now != want {
 			res := runBin(e.ctx, bin, e.pullArgs()...)
 			require.Equal(t, 0, res.code, "round %d: pull after a killed pull: %s", round, res.stderr)
@@ -168,19 +196,15 @@ func TestCrashSafety(t *testing.T) {
 	t.Logf("check: %v", checks)
 	t.Logf("clear: %v", clears)
 	t.Logf("pull:  %v", pulls)
-	// A SIGKILL leaves whatever temporary files the process had open; they
-	// are not objects or refs to ostree (fsck passed), only litter.
-	leftTmp, err := os.ReadDir(filepath.Join(e.repo, "tmp"))
-	require.NoError(t, err)
-	var litter []string
-	for _, dir := range []string{"objects", "refs"} {
-		for _, f := range tempFilesIn(t, filepath.Join(e.repo, dir)) {
-			rel, err := filepath.Rel(e.repo, f)
-			require.NoError(t, err)
-			litter = append(litter, rel)
-		}
+	// A SIGKILL leaves whatever temporary files the process had made; they
+	// are neither objects nor refs to ostree (fsck passed), only litter.
+	litter := map[string]int{}
+	for _, f := range e.marks(t, commit).litter {
+		rel, err := filepath.Rel(e.repo, f)
+		require.NoError(t, err)
+		litter[strings.SplitN(rel, "/", 2)[0]+"/"]++
 	}
-	t.Logf("left behind: %d temporary files in objects/ and refs/ %q; %d entries in tmp/", len(litter), litter, len(leftTmp))
+	t.Logf("left behind after %d kills: %v (temporary files in objects/ and refs/, staging directories and their lock files in tmp/)", checks.kills+clears.kills+pulls.kills, litter)
 }
 
 // blobRefs counts the layer refs, read by the real ostree tool.
