@@ -54,6 +54,13 @@ func Deploy(ctx context.Context, repoPath, imageRef string, img *Image, top dige
 	if err != nil {
 		return "", err
 	}
+	// Hold the lock shared from the first object to the ref, as a libostree
+	// transaction does, so a prune cannot take the objects in between.
+	unlock, err := repo.Lock(ctx, ostree.LockShared)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
 	tree, err := ostree.EncodeDirTree(nil, nil)
 	if err != nil {
 		return "", err
