@@ -72,7 +72,7 @@ func (r *Repo) WriteDetachedMetadata(ctx context.Context, checksum string, md gv
 		return fmt.Errorf("ostree: encode detached metadata: %w", err)
 	}
 	return r.withDetachedLocks(ctx, checksum, func(path string) error {
-		return writeFileAtomic(filepath.Dir(path), filepath.Base(path), data, 0o644)
+		return writeFileAtomic(r.tmpDir(), filepath.Dir(path), filepath.Base(path), data, 0o644)
 	})
 }
 
@@ -111,7 +111,7 @@ func (r *Repo) UpdateDetachedMetadata(ctx context.Context, checksum string,
 		if bytes.Equal(data, old) && (exists || len(data) == 0) {
 			return nil
 		}
-		if err := writeFileAtomic(filepath.Dir(path), filepath.Base(path), data, 0o644); err != nil {
+		if err := writeFileAtomic(r.tmpDir(), filepath.Dir(path), filepath.Base(path), data, 0o644); err != nil {
 			return err
 		}
 		changed = true
@@ -120,23 +120,29 @@ func (r *Repo) UpdateDetachedMetadata(ctx context.Context, checksum string,
 	return changed, err
 }
 
-// withDetachedLocks runs fn(path of the .commitmeta) holding the
-// repository lock shared and the update lock exclusive, after checking that
-// the commit exists.
+// withDetachedLocks runs fn(path of the .commitmeta) holding the update
+// lock exclusive and the repository lock shared, after checking that the
+// commit exists.
 func (r *Repo) withDetachedLocks(ctx context.Context, checksum string, fn func(path string) error) error {
 	if !ValidChecksum(checksum) {
 		return fmt.Errorf("%w: %q", ErrInvalidChecksum, checksum)
 	}
-	unlockRepo, err := r.Lock(ctx, LockShared)
-	if err != nil {
-		return fmt.Errorf("ostree: detached metadata of %s: %w", checksum, err)
-	}
-	defer unlockRepo()
+	// Our lock first, the repository lock second: writers queue on ours,
+	// and only the one writing holds the repository lock (shared), briefly.
+	// The other order had queued writers hold it shared back to back, and
+	// libostree's prune, polling for it exclusive, timed out again and
+	// again. No holder of the repository lock waits for ours, so this order
+	// cannot deadlock.
 	unlockOurs, err := lockFile(ctx, filepath.Join(r.path, updateLockName), LockExclusive, r.lockTimeout)
 	if err != nil {
 		return fmt.Errorf("ostree: detached metadata of %s: %w", checksum, err)
 	}
 	defer unlockOurs()
+	unlockRepo, err := r.Lock(ctx, LockShared)
+	if err != nil {
+		return fmt.Errorf("ostree: detached metadata of %s: %w", checksum, err)
+	}
+	defer unlockRepo()
 	// Checked under the repository lock: prune cannot remove it from here on.
 	ok, err := r.HasObject(checksum, ObjectCommit)
 	if err != nil {

@@ -48,19 +48,23 @@
 // ends: ErrLockTimeout.
 //
 // libostree writes .commitmeta without any lock. This package's detached
-// metadata writes take the repository lock shared (so prune cannot delete
-// the commit meanwhile) and then an exclusive OFD lock on
-// <repo>/.updatecache-lock, a file of our own that libostree never
-// deletes, so concurrent read-modify-writes serialise. Order: repository
-// lock, then ours.
+// metadata writes take an exclusive OFD lock on <repo>/.updatecache-lock, a
+// file of our own that libostree never deletes, so concurrent
+// read-modify-writes serialise, and then the repository lock shared, so
+// prune cannot delete the commit meanwhile. Order: ours, then the
+// repository lock, so that queued writers do not hold the repository lock
+// and starve libostree's prune.
 //
 // Locks are not reentrant: each Lock opens its own descriptor, so a
 // goroutine holding LockExclusive must not call a method that writes.
 //
 // # Writes
 //
-// Every file write goes to a temporary file in the target's directory
-// (named ".tmp-*", which libostree's listings ignore), is fsynced, renamed
-// over the target, and the directory is fsynced. Failures from a read-only
-// or unwritable repository wrap ErrReadOnly and leave nothing behind.
+// A single file (a ref, a metadata object, .commitmeta) is written to a
+// temporary file in the repository's tmp/ (where libostree expires what a
+// killed process leaves), fsynced, renamed over the target, and the
+// target's directory is fsynced. Content and tree objects of an import go
+// through a Stage, libostree's transaction: staged in tmp/staging-*, one
+// syncfs, then renamed into objects/. Failures from a read-only or
+// unwritable repository wrap ErrReadOnly and leave nothing behind.
 package ostree

@@ -3,6 +3,7 @@ package ostree
 import (
 	"errors"
 	"fmt"
+	"os"
 	"syscall"
 )
 
@@ -63,6 +64,11 @@ func corrupt(path string, err error) error { return &CorruptError{Path: path, Er
 // writeError wraps an error from a write path so that permission and
 // read-only-filesystem failures also match ErrReadOnly.
 func writeError(op, path string, err error) error {
+	// An *os.PathError already names the path (and its own operation).
+	var pe *os.PathError
+	if errors.As(err, &pe) && pe.Path == path {
+		err = pe.Err
+	}
 	if isReadOnlyErr(err) {
 		return fmt.Errorf("ostree: %s %s: %w: %w", op, path, ErrReadOnly, err)
 	}

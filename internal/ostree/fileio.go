@@ -53,16 +53,17 @@ func readFileCapped(path string, limit int64, flag int) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// writeFileAtomic replaces dir/name with data: a temporary file in dir is
-// written, given perm, fsynced, renamed over the target, and dir is fsynced
-// so the rename survives a crash. On failure nothing is left behind and the
-// previous file is intact. Permission and read-only errors wrap ErrReadOnly.
-func writeFileAtomic(dir, name string, data []byte, perm os.FileMode) error {
+// writeFileAtomic replaces dir/name with data: a temporary file in tmpDir
+// (the repository's tmp/, on the same filesystem) is written, given perm,
+// fsynced, renamed over the target, and dir is fsynced so the rename
+// survives a crash. On failure nothing is left behind and the previous file
+// is intact. A process killed mid-write leaves its temporary file in tmp/,
+// where libostree expires stale entries, never among the objects or refs.
+// Permission and read-only errors wrap ErrReadOnly.
+func writeFileAtomic(tmpDir, dir, name string, data []byte, perm os.FileMode) error {
 	target := filepath.Join(dir, name)
-	// The dot prefix keeps libostree's object and ref listings from taking
-	// a leftover temp file (after a crash) for an object or a ref; the
-	// name is left out so a long ref name cannot push it past NAME_MAX.
-	tmp, err := os.CreateTemp(dir, ".tmp-")
+	// The name is left out so a long ref name cannot push it past NAME_MAX.
+	tmp, err := os.CreateTemp(tmpDir, ".tmp-")
 	if err != nil {
 		return writeError("create temporary file for", target, err)
 	}

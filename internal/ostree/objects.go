@@ -127,7 +127,7 @@ func (r *Repo) WriteMetadataObject(ctx context.Context, t ObjectType, data []byt
 	if err := mkdirAll(dir); err != nil {
 		return "", err
 	}
-	if err := writeFileAtomic(dir, name, data, 0o644); err != nil {
+	if err := writeFileAtomic(r.tmpDir(), dir, name, data, 0o644); err != nil {
 		return "", err
 	}
 	return checksum, nil

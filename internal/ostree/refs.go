@@ -257,7 +257,7 @@ func (r *Repo) SetRef(ctx context.Context, ref, checksum string) error {
 	if err := mkdirAll(dir); err != nil {
 		return err
 	}
-	return writeFileAtomic(dir, file, []byte(checksum+"\n"), 0o644)
+	return writeFileAtomic(r.tmpDir(), dir, file, []byte(checksum+"\n"), 0o644)
 }
 
 // DeleteRef removes ref ("name" or "remote:name"), under the shared

@@ -167,7 +167,7 @@ func Create(path string, mode Mode) (*Repo, error) {
 		}
 	}
 	config := "[core]\nrepo_version=1\nmode=" + string(m) + "\n"
-	if err := writeFileAtomic(abs, "config", []byte(config), 0o644); err != nil {
+	if err := writeFileAtomic(filepath.Join(abs, "tmp"), abs, "config", []byte(config), 0o644); err != nil {
 		return nil, err
 	}
 	if err := mkdirAll(filepath.Join(abs, "objects")); err != nil {
@@ -188,3 +188,7 @@ func (r *Repo) Mode() Mode { return r.mode }
 // LockTimeout returns core.lock-timeout-secs (default 30 s). A negative
 // value means libostree's -1: wait until the context is done.
 func (r *Repo) LockTimeout() time.Duration { return r.lockTimeout }
+
+// tmpDir is the repository's tmp/: temporary files go there, on the same
+// filesystem as objects/ and refs/, so renames out of it are atomic.
+func (r *Repo) tmpDir() string { return filepath.Join(r.path, "tmp") }
