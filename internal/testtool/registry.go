@@ -50,20 +50,30 @@ func StartRegistryWithAuth(t testing.TB, user, password string) (host string, st
 func startRegistryT(t testing.TB, extraConfig string) (string, func()) {
 	t.Helper()
 	bin := Need(t, "docker-registry", "docker-registry")
-	dir := t.TempDir()
+	host, stop, err := runRegistry(bin, t.TempDir(), extraConfig)
+	if err != nil {
+		t.Fatalf("starting docker-registry: %v", err)
+	}
+	t.Cleanup(stop)
+	return host, stop
+}
+
+// RunRegistry is StartRegistry for programs (the benchmarks), which have no
+// testing.TB: it runs the docker-registry binary bin with storage under dir
+// and returns its host:port and a stop function that the caller must call.
+func RunRegistry(bin, dir string) (host string, stop func(), err error) {
+	return runRegistry(bin, dir, "")
+}
+
+func runRegistry(bin, dir, extraConfig string) (host string, stop func(), err error) {
 	// The port is found by binding and releasing it, so another process
 	// may take it in between; a few attempts make that race harmless.
-	var lastErr error
 	for range 3 {
-		host, stop, err := startRegistry(bin, dir, extraConfig)
-		if err == nil {
-			t.Cleanup(stop)
-			return host, stop
+		if host, stop, err = startRegistry(bin, dir, extraConfig); err == nil {
+			return host, stop, nil
 		}
-		lastErr = err
 	}
-	t.Fatalf("starting docker-registry: %v", lastErr)
-	return "", nil
+	return "", nil, err
 }
 
 func startRegistry(bin, dir, extraConfig string) (string, func(), error) {
