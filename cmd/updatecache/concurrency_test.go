@@ -162,12 +162,14 @@ func TestConcurrentProcesses(t *testing.T) {
 			t.Errorf("%d runs failed other than with a lock timeout; the first:\n%s", n, strings.Join(tally.failures[:min(n, 5)], "\n"))
 		}
 	}
-	// Prune needs the exclusive lock, which the processes' shared locks
-	// can keep from it for the whole timeout: its successes are reported,
-	// not required.
 	for _, tally := range []*runTally{&checks, &clears, &commits} {
 		assert.Positive(t, tally.ok)
 	}
+	// Prune needs the repository lock exclusive. Writers that queued for
+	// the update lock while holding the repository lock shared kept it
+	// from prune: most prunes timed out (1 to 6 in 10 succeeded). Writers
+	// that hold it only while writing let 8 or 9 in 10 through.
+	assert.Greater(t, prunes.ok, prunes.lock, "ostree prune starved of the repository lock: %v", &prunes)
 	assert.Positive(t, updatesSeen)
 
 	fsck(t, e.repo)

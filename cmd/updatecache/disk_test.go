@@ -41,7 +41,8 @@ const (
 // a small tmpfs, fills the filesystem to within a few KiB, and pushes an
 // update whose config is about 1 MiB. check then fails with exit 1 and a
 // one-line "no space left on device" error, the cached update stays byte
-// for byte, no temporary file is left in objects/, and fsck is clean. pull
+// for byte, no temporary file is left in the repository, and fsck is
+// clean. pull
 // fails likewise leaving the image ref where it was, and succeeds once
 // space is freed. The tmpfs is mounted in a private mount namespace: the
 // test runs itself again under unshare -m.
@@ -100,7 +101,7 @@ func fullDisk(t *testing.T, bin string) {
 	t.Logf("check on the full disk: exit %d: %s", res.code, res.stderr)
 	requireENOSPC(t, res)
 	assert.Equal(t, cache, readCommitmeta(t, repo, commit), "the cached update changed")
-	assert.Empty(t, tempFilesIn(t, filepath.Join(repo, "objects")))
+	assert.Empty(t, tempFilesIn(t, repo))
 	fsck(t, repo)
 	res = runBin(e.ctx, bin, "status", "--repo", repo, e.ref)
 	require.Equal(t, 0, res.code, res.stderr)
@@ -138,14 +139,13 @@ func fullDisk(t *testing.T, bin string) {
 
 // requirePullFailedCleanly checks the repository after a pull that failed:
 // the image ref still on commit, whose cached update is still cache, no
-// temporary file in objects/ or refs/, fsck clean.
+// temporary file or staging directory left anywhere, fsck clean.
 func requirePullFailedCleanly(t *testing.T, e *cliEnv, commit string, cache []byte) {
 	t.Helper()
 	_, now := e.deployedDigest(t)
 	assert.Equal(t, commit, now, "the image ref moved")
 	assert.Equal(t, cache, readCommitmeta(t, e.repo, commit), "the cached update changed")
-	assert.Empty(t, tempFilesIn(t, filepath.Join(e.repo, "objects")))
-	assert.Empty(t, tempFilesIn(t, filepath.Join(e.repo, "refs")))
+	assert.Empty(t, tempFilesIn(t, e.repo))
 	staging, err := filepath.Glob(filepath.Join(e.repo, "tmp", "staging-*"))
 	require.NoError(t, err)
 	assert.Empty(t, staging, "staging directories left in tmp/")
