@@ -129,9 +129,7 @@ func (rec *cachedRecord) store(md *gvariant.VarDict) error {
 	if !utf8.Valid(rec.manifest) || !utf8.Valid(rec.config) {
 		return fmt.Errorf("%w: manifest or config of %s is not UTF-8", ErrInvalidMetadata, rec.manifestDigest)
 	}
-	for _, k := range cachedUpdateKeys {
-		md.Delete(k)
-	}
+	deleteCachedUpdate(md)
 	md.Set(keyCachedManifestDigest, gvariant.NewString(rec.manifestDigest.String()))
 	md.Set(keyCachedManifest, gvariant.NewString(string(rec.manifest)))
 	md.Set(keyCachedConfig, gvariant.NewString(string(rec.config)))

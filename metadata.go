@@ -163,13 +163,16 @@ func parseDigest(s string) (digest.Digest, error) {
 
 // Platform returns the image's platform as os/arch[/variant], or "" when the
 // config does not say.
-func (img *Image) Platform() string {
-	if img.OS == "" || img.Architecture == "" {
+func (img *Image) Platform() string { return formatPlatform(img.OS, img.Architecture, img.Variant) }
+
+// formatPlatform is os/arch[/variant], or "" without os or arch.
+func formatPlatform(os, arch, variant string) string {
+	if os == "" || arch == "" {
 		return ""
 	}
-	p := img.OS + "/" + img.Architecture
-	if img.Variant != "" {
-		p += "/" + img.Variant
+	p := os + "/" + arch
+	if variant != "" {
+		p += "/" + variant
 	}
 	return p
 }

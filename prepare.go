@@ -219,7 +219,7 @@ func Prepare(ctx context.Context, repo *Repo, image string, opts PrepareOptions)
 		config:         fetched.Config,
 		topDigest:      fetched.TopDigest,
 		checkedAt:      now,
-		platform:       platformString(fetched.Platform),
+		platform:       formatPlatform(fetched.Platform.OS, fetched.Platform.Architecture, fetched.Platform.Variant),
 		signature:      verdict,
 	}
 	err = repo.updateDetached(ctx, commit, rec.store)
@@ -291,9 +291,4 @@ func pinnedDigest(ref types.ImageReference) digest.Digest {
 		}
 	}
 	return ""
-}
-
-func platformString(p imgspecv1.Platform) string {
-	img := Image{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant}
-	return img.Platform()
 }

@@ -111,11 +111,9 @@ func (r *Repo) neededLayers(commit string) ([]digest.Digest, error) {
 	for _, l := range ds.deployed.Layers {
 		layers = append(layers, l.Digest)
 	}
-	if ds.cached != nil {
-		if img, err := parseImage(ds.cached.manifestDigest, ds.cached.manifest, ds.cached.config); err == nil {
-			for _, l := range img.Layers {
-				layers = append(layers, l.Digest)
-			}
+	if u, err := ds.cachedUpdate(); err == nil && u != nil {
+		for _, l := range u.Layers {
+			layers = append(layers, l.Digest)
 		}
 	}
 	return layers, nil

@@ -108,7 +108,11 @@ func PullPrepared(ctx context.Context, repo *Repo, image string, opts PullOption
 	if ds.cacheErr != nil {
 		return nil, fmt.Errorf("merge commit %s: %w", commit, ds.cacheErr)
 	}
-	if ds.cached == nil || ds.deployed.sameImage(&Image{ManifestDigest: ds.cached.manifestDigest}) {
+	u, err := ds.cachedUpdate()
+	if err != nil {
+		return nil, fmt.Errorf("merge commit %s: %w", commit, err)
+	}
+	if u == nil {
 		return nil, fmt.Errorf("%w for %s on %s", ErrNoCachedUpdate, ir.name, commit)
 	}
 	pinned, err := pinDigest(ir, ds.cached.manifestDigest)
@@ -217,6 +221,33 @@ func (r *Repo) pull(ctx context.Context, target, from *imageRef, want, top diges
 func (r *Repo) fetchLayers(ctx context.Context, src *registry.Source, img *Image, opts PullOptions, res *PullResult) ([]string, error) {
 	commits := make([]string, len(img.Layers))
 	report := newProgressReporter(opts.Progress, len(img.Layers))
+	// Every layer is looked up before any download starts, so that a failure
+	// here never leaves imports running behind the returned error.
+	var missing []int
+	for i, l := range img.Layers {
+		blobRef, err := ostree.BlobRefName(l.Digest.String())
+		if err != nil {
+			return nil, fmt.Errorf("%w: layer %s: %v", ErrInvalidMetadata, l.Digest, err)
+		}
+		commit, err := r.ostree.ResolveRef(blobRef)
+		switch {
+		case err == nil:
+			commits[i] = commit
+		case !errors.Is(err, ostree.ErrRefNotFound):
+			return nil, err
+		case l.DiffID == "":
+			return nil, fmt.Errorf("%w: layer %d (%s) has no diff ID in the config", ErrInvalidMetadata, i, l.Digest)
+		default:
+			missing = append(missing, i)
+		}
+	}
+	for i, l := range img.Layers {
+		if commits[i] != "" {
+			res.LayersReused++
+			report(Progress{Layer: l.Digest, Index: i, Total: l.Size, Done: l.Size, Reused: true, Finished: true})
+		}
+	}
+
 	var mu sync.Mutex // guards res
 	g, gctx := errgroup.WithContext(ctx)
 	limit := opts.Concurrency
@@ -224,22 +255,8 @@ func (r *Repo) fetchLayers(ctx context.Context, src *registry.Source, img *Image
 		limit = DefaultConcurrency
 	}
 	g.SetLimit(limit)
-	for i, l := range img.Layers {
-		blobRef, err := ostree.BlobRefName(l.Digest.String())
-		if err != nil {
-			return nil, fmt.Errorf("%w: layer %s: %v", ErrInvalidMetadata, l.Digest, err)
-		}
-		if commit, err := r.ostree.ResolveRef(blobRef); err == nil {
-			commits[i] = commit
-			res.LayersReused++
-			report(Progress{Layer: l.Digest, Index: i, Total: l.Size, Done: l.Size, Reused: true, Finished: true})
-			continue
-		} else if !errors.Is(err, ostree.ErrRefNotFound) {
-			return nil, err
-		}
-		if l.DiffID == "" {
-			return nil, fmt.Errorf("%w: layer %d (%s) has no diff ID in the config", ErrInvalidMetadata, i, l.Digest)
-		}
+	for _, i := range missing {
+		l := img.Layers[i]
 		g.Go(func() error {
 			p := Progress{Layer: l.Digest, Index: i, Total: l.Size}
 			report(p)

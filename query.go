@@ -8,7 +8,6 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 
-	"github.com/osimage/updatecache/internal/gvariant"
 	"github.com/osimage/updatecache/internal/ostree"
 )
 
@@ -97,7 +96,7 @@ func ListImages(repo *Repo) ([]*ImageState, error) {
 	var states []*ImageState
 	var errs []error
 	for ref, commit := range refs {
-		name, err := ostree.UnescapeRef(ref[len(ostree.ImageRefPrefix):])
+		name, err := ostree.ImageReferenceFromRefName(ref)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("ref %s: %w", ref, err))
 			continue
@@ -128,11 +127,10 @@ func (r *Repo) mergeCommit(ir *imageRef) (string, error) {
 	return commit, err
 }
 
-// deployedState is the deployed image with the detached metadata of its
-// merge commit, which is where the cached update lives.
+// deployedState is the deployed image with the update cached on its merge
+// commit.
 type deployedState struct {
 	deployed *Deployed
-	detached gvariant.VarDict // nil when the detached metadata is corrupt
 	cached   *cachedRecord
 	cacheErr error // why the cache could not be read
 }
@@ -176,7 +174,7 @@ func (r *Repo) readDeployed(commit string) (*deployedState, error) {
 		ds.deployed.TopDigest, _ = parseDigest(top)
 	}
 
-	ds.detached, err = readDetached(r.ostree, commit)
+	detached, err := readDetached(r.ostree, commit)
 	if errors.Is(err, ErrCorruptCache) {
 		ds.cacheErr = err
 		return ds, nil
@@ -185,11 +183,11 @@ func (r *Repo) readDeployed(commit string) (*deployedState, error) {
 		return nil, err
 	}
 	if ds.deployed.TopDigest == "" {
-		if top, ok, _ := ds.detached.LookupString(keyDeployedTopDigest); ok {
+		if top, ok, _ := detached.LookupString(keyDeployedTopDigest); ok {
 			ds.deployed.TopDigest, _ = parseDigest(top)
 		}
 	}
-	ds.cached, ds.cacheErr = readCachedRecord(ds.detached)
+	ds.cached, ds.cacheErr = readCachedRecord(detached)
 	return ds, nil
 }
 
