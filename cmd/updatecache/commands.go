@@ -42,12 +42,7 @@ func newStatusCommand(g *globalFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status [flags] [IMAGE]",
 		Short: "Show deployed images and their cached updates, without the network",
-		Args: func(cmd *cobra.Command, args []string) error {
-			if err := cobra.MaximumNArgs(1)(cmd, args); err != nil {
-				return usageError{err}
-			}
-			return nil
-		},
+		Args:  usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			repo, err := updatecache.OpenRepo(g.repo)
 			if err != nil {
