@@ -3,11 +3,15 @@ package ostree
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/osimage/updatecache/internal/testtool"
 )
@@ -203,4 +207,77 @@ func TestWriteTreeMissingObjects(t *testing.T) {
 	if _, _, err := root.Lookup("a"); !errors.Is(err, ErrObjectNotFound) {
 		t.Errorf("lookup in a missing dirtree: %v", err)
 	}
+}
+
+// TestWriteTreeFileSizeLimit: a metadata object whose write fails part way
+// (here RLIMIT_FSIZE; a full disk alike) is an error, and neither a
+// truncated object nor an open descriptor is left behind.
+func TestWriteTreeFileSizeLimit(t *testing.T) {
+	ctx := context.Background()
+	r, err := Create(filepath.Join(t.TempDir(), "repo"), ModeArchive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := r.BeginStage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	dm, err := s.WriteDirMeta(ctx, FileMeta{Mode: ModeDir | 0o755})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := s.WriteContent(ctx, FileMeta{Mode: ModeRegular | 0o644}, 1, strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := NewMutableTree(dm)
+	for i := range 4000 { // a dirtree of about 200 KB
+		if err := root.SetFile(fmt.Sprintf("file-%06d", i), file, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	const limit = 64 << 10
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	// The Go runtime ignores SIGXFSZ, so an over-long write fails with EFBIG.
+	if err := unix.Setrlimit(unix.RLIMIT_FSIZE, &unix.Rlimit{Cur: limit, Max: old.Max}); err != nil {
+		t.Skipf("cannot limit the file size: %v", err)
+	}
+	fdsBefore := openFDs(t)
+	_, err = s.WriteTree(ctx, root)
+	fdsAfter := openFDs(t)
+	if rerr := unix.Setrlimit(unix.RLIMIT_FSIZE, &old); rerr != nil {
+		t.Fatal(rerr)
+	}
+	if !errors.Is(err, unix.EFBIG) {
+		t.Fatalf("WriteTree under a %d-byte file size limit = %v, want EFBIG", limit, err)
+	}
+	if fdsAfter != fdsBefore {
+		t.Errorf("open descriptors %d before, %d after the failed write", fdsBefore, fdsAfter)
+	}
+	if err := s.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	err = filepath.WalkDir(filepath.Join(r.Path(), "objects"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(p, "."+string(ObjectDirTree)) {
+			t.Errorf("a dirtree object was placed: %s", p)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(entries)
 }

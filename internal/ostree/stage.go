@@ -544,7 +544,7 @@ func (s *Stage) writeMetadata(ctx context.Context, t ObjectType, data []byte) (s
 	if err != nil {
 		return "", err
 	}
-	if _, err := f.Write(data); err == nil {
+	if _, err = f.Write(data); err == nil {
 		err = s.finishFile(f, 0o644, false)
 	}
 	if err != nil {
