@@ -11,50 +11,49 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/osimage/updatecache/internal/gvariant"
+	"github.com/osimage/updatecache/internal/keys"
 	"github.com/osimage/updatecache/internal/ostree"
 )
 
-// Metadata keys. The ostree.* keys on merge commits and the ostree-ext.cached.*
-// detached keys are ostree-ext's, so that rpm-ostree, bootc and this library
-// can share a repository; the updatecache.* keys are this project's additions.
-const (
-	// Commit metadata of a merge commit (ostree-ext).
-	keyManifestDigest  = "ostree.manifest-digest"
-	keyManifest        = "ostree.manifest"
-	keyImageConfig     = "ostree.container.image-config"
-	keyImporterVersion = "ostree.importer.version"
-	// keyTopDigest, in the commit metadata of merge commits this library
-	// writes, is the digest the tag pointed to (an index for multi-arch images).
-	keyTopDigest = "updatecache.top-digest"
+// The cached update: an update Prepare found, stored as detached metadata
+// of the deployed merge commit under ostree-ext's keys (with the exact bytes
+// the registry served) and this library's own (see internal/keys).
 
-	// Detached metadata of the deployed merge commit: the cached update.
-	keyCachedManifestDigest = "ostree-ext.cached.manifest-digest"
-	keyCachedManifest       = "ostree-ext.cached.manifest"
-	keyCachedConfig         = "ostree-ext.cached.config"
-	keyCachedTopDigest      = "updatecache.cached.top-digest"
-	keyCachedCheckedAt      = "updatecache.cached.checked-at"
-	keyCachedPlatform       = "updatecache.cached.platform"
-	// keyCachedSignature is the signature policy's verdict: "accepted", or
-	// "rejected: " and the reason; absent when not evaluated.
-	keyCachedSignature = "updatecache.cached.signature"
-
-	// keyDeployedTopDigest, in the detached metadata of a merge commit written
-	// by another tool, records the top-level digest learned for the deployed
-	// image, so that the next check of a multi-arch tag needs only a HEAD.
-	keyDeployedTopDigest = "updatecache.deployed.top-digest"
-)
-
-// cachedUpdateKeys are every key of a cached update, ostree-ext's and ours:
-// what ClearCachedUpdate removes and nothing else.
-var cachedUpdateKeys = []string{
-	keyCachedManifestDigest, keyCachedManifest, keyCachedConfig,
-	keyCachedTopDigest, keyCachedCheckedAt, keyCachedPlatform, keyCachedSignature,
+// CachedUpdate is an update that Prepare found and cached on the deployed
+// merge commit: its manifest and config, never its layers.
+type CachedUpdate struct {
+	Image
+	// CheckedAt is when Prepare fetched it; zero for a cache written by ostree-ext.
+	CheckedAt time.Time
+	// Diff compares the deployed image's layers with the update's.
+	Diff ManifestDiff
+	// ConfigChanged reports whether the image config differs from the
+	// deployed one. An update whose layers are all deployed already still
+	// changes the config: it is an update all the same.
+	ConfigChanged bool
+	// Signature is the signature policy's verdict when the check verified
+	// signatures (RegistryOptions.VerifySignatures), else nil.
+	Signature *SignatureVerdict
 }
 
-const (
-	signatureAccepted       = "accepted"
-	signatureRejectedPrefix = "rejected: "
-)
+// newCachedUpdate describes img as an update of deployed (which may be nil),
+// or returns nil when img is what is deployed.
+func newCachedUpdate(deployed *Deployed, img *Image, checkedAt time.Time, verdict *SignatureVerdict) *CachedUpdate {
+	var from *Image
+	if deployed != nil {
+		if deployed.sameImage(img) {
+			return nil
+		}
+		from = &deployed.Image
+	}
+	return &CachedUpdate{
+		Image:         *img,
+		CheckedAt:     checkedAt,
+		Diff:          diffLayers(from, img),
+		ConfigChanged: from == nil || from.ConfigDigest != img.ConfigDigest,
+		Signature:     verdict,
+	}
+}
 
 // cachedRecord is a cached update as stored in detached metadata.
 type cachedRecord struct {
@@ -67,11 +66,30 @@ type cachedRecord struct {
 	signature      *SignatureVerdict // nil when not evaluated
 }
 
+// newCachedRecord is the record of a fetched image, checked at checkedAt.
+func newCachedRecord(f *fetchedImage, verdict *SignatureVerdict, checkedAt time.Time) *cachedRecord {
+	return &cachedRecord{
+		manifestDigest: f.raw.ManifestDigest,
+		manifest:       f.raw.Manifest,
+		config:         f.raw.Config,
+		topDigest:      f.raw.TopDigest,
+		checkedAt:      checkedAt,
+		platform:       formatPlatform(f.raw.Platform.OS, f.raw.Platform.Architecture, f.raw.Platform.Variant),
+		signature:      verdict,
+	}
+}
+
+// Stored signature verdicts (keys.CachedSignature).
+const (
+	signatureAccepted       = "accepted"
+	signatureRejectedPrefix = "rejected: "
+)
+
 // readCachedRecord extracts the cached update from detached metadata, or
 // returns nil when there is none. As in ostree-ext, no digest key means no
 // cached update, and a digest without its manifest or config is corrupt.
 func readCachedRecord(md gvariant.VarDict) (*cachedRecord, error) {
-	d, ok, err := md.LookupString(keyCachedManifestDigest)
+	d, ok, err := md.LookupString(keys.CachedManifestDigest)
 	if err != nil {
 		return nil, corruptCache(err)
 	}
@@ -86,18 +104,18 @@ func readCachedRecord(md gvariant.VarDict) (*cachedRecord, error) {
 	get := func(key string, required bool) string {
 		v, ok, err := md.LookupString(key)
 		if err == nil && !ok && required {
-			err = fmt.Errorf("%s present but %s missing", keyCachedManifestDigest, key)
+			err = fmt.Errorf("%s present but %s missing", keys.CachedManifestDigest, key)
 		}
 		if err != nil && firstErr == nil {
 			firstErr = err
 		}
 		return v
 	}
-	rec.manifest = []byte(get(keyCachedManifest, true))
-	rec.config = []byte(get(keyCachedConfig, true))
-	top, checkedAt := get(keyCachedTopDigest, false), get(keyCachedCheckedAt, false)
-	rec.platform = get(keyCachedPlatform, false)
-	signature := get(keyCachedSignature, false)
+	rec.manifest = []byte(get(keys.CachedManifest, true))
+	rec.config = []byte(get(keys.CachedConfig, true))
+	top, checkedAt := get(keys.CachedTopDigest, false), get(keys.CachedCheckedAt, false)
+	rec.platform = get(keys.CachedPlatform, false)
+	signature := get(keys.CachedSignature, false)
 	if firstErr != nil {
 		return nil, corruptCache(firstErr)
 	}
@@ -108,7 +126,7 @@ func readCachedRecord(md gvariant.VarDict) (*cachedRecord, error) {
 	}
 	if checkedAt != "" {
 		if rec.checkedAt, err = time.Parse(time.RFC3339, checkedAt); err != nil {
-			return nil, corruptCache(fmt.Errorf("%s: %v", keyCachedCheckedAt, err))
+			return nil, corruptCache(fmt.Errorf("%s: %v", keys.CachedCheckedAt, err))
 		}
 	}
 	switch {
@@ -118,9 +136,20 @@ func readCachedRecord(md gvariant.VarDict) (*cachedRecord, error) {
 	case strings.HasPrefix(signature, signatureRejectedPrefix):
 		rec.signature = &SignatureVerdict{Reason: strings.TrimPrefix(signature, signatureRejectedPrefix)}
 	default:
-		return nil, corruptCache(fmt.Errorf("%s: unknown verdict %q", keyCachedSignature, signature))
+		return nil, corruptCache(fmt.Errorf("%s: unknown verdict %q", keys.CachedSignature, signature))
 	}
 	return rec, nil
+}
+
+// updateOf describes the record as an update of deployed; nil when the
+// record is the deployed image itself.
+func (rec *cachedRecord) updateOf(deployed *Deployed) (*CachedUpdate, error) {
+	img, err := parseImage(rec.manifestDigest, rec.manifest, rec.config)
+	if err != nil {
+		return nil, corruptCache(err)
+	}
+	img.TopDigest = rec.topDigest
+	return newCachedUpdate(deployed, img, rec.checkedAt, rec.signature), nil
 }
 
 // store sets the record's keys in md, replacing any earlier cached update and
@@ -130,29 +159,29 @@ func (rec *cachedRecord) store(md *gvariant.VarDict) error {
 		return fmt.Errorf("%w: manifest or config of %s is not UTF-8", ErrInvalidMetadata, rec.manifestDigest)
 	}
 	deleteCachedUpdate(md)
-	md.Set(keyCachedManifestDigest, gvariant.NewString(rec.manifestDigest.String()))
-	md.Set(keyCachedManifest, gvariant.NewString(string(rec.manifest)))
-	md.Set(keyCachedConfig, gvariant.NewString(string(rec.config)))
+	md.Set(keys.CachedManifestDigest, gvariant.NewString(rec.manifestDigest.String()))
+	md.Set(keys.CachedManifest, gvariant.NewString(string(rec.manifest)))
+	md.Set(keys.CachedConfig, gvariant.NewString(string(rec.config)))
 	if rec.topDigest != "" {
-		md.Set(keyCachedTopDigest, gvariant.NewString(rec.topDigest.String()))
+		md.Set(keys.CachedTopDigest, gvariant.NewString(rec.topDigest.String()))
 	}
-	md.Set(keyCachedCheckedAt, gvariant.NewString(rec.checkedAt.UTC().Format(time.RFC3339)))
+	md.Set(keys.CachedCheckedAt, gvariant.NewString(rec.checkedAt.UTC().Format(time.RFC3339)))
 	if rec.platform != "" {
-		md.Set(keyCachedPlatform, gvariant.NewString(rec.platform))
+		md.Set(keys.CachedPlatform, gvariant.NewString(rec.platform))
 	}
 	if v := rec.signature; v != nil {
 		verdict := signatureAccepted
 		if !v.Allowed {
 			verdict = signatureRejectedPrefix + v.Reason
 		}
-		md.Set(keyCachedSignature, gvariant.NewString(verdict))
+		md.Set(keys.CachedSignature, gvariant.NewString(verdict))
 	}
 	return nil
 }
 
 // deleteCachedUpdate removes every cached-update key from md.
 func deleteCachedUpdate(md *gvariant.VarDict) {
-	for _, k := range cachedUpdateKeys {
+	for _, k := range keys.CachedUpdate {
 		md.Delete(k)
 	}
 }
@@ -165,13 +194,25 @@ func corruptCache(err error) error {
 // as a corrupt cache, since the cache is what lives there.
 func readDetached(repo *ostree.Repo, commit string) (gvariant.VarDict, error) {
 	md, _, err := repo.ReadDetachedMetadata(commit)
-	if err != nil {
-		if errors.Is(err, ostree.ErrCorrupt) {
-			return nil, corruptCache(err)
-		}
-		return nil, err
+	if errors.Is(err, ostree.ErrCorrupt) {
+		return nil, corruptCache(err)
 	}
-	return md, nil
+	return md, err
+}
+
+// updateDetached changes a merge commit's detached metadata in place under
+// the repository lock; keys that change does not touch are kept as they were.
+func (r *Repo) updateDetached(ctx context.Context, commit string, change func(md *gvariant.VarDict) error) error {
+	_, err := r.ostree.UpdateDetachedMetadata(ctx, commit, func(md gvariant.VarDict) (gvariant.VarDict, error) {
+		if err := change(&md); err != nil {
+			return nil, err
+		}
+		return md, nil
+	})
+	if errors.Is(err, ErrCorruptRepo) && !errors.Is(err, ErrCorruptCache) {
+		err = corruptCache(err)
+	}
+	return err
 }
 
 // ClearCachedUpdate removes the cached update from the image's deployed merge

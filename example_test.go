@@ -69,10 +69,10 @@ func ExamplePrepare() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	if res.UpdateAvailable {
+	if res.UpdateAvailable() {
 		u := res.CachedUpdate
 		fmt.Printf("update available: %s (from %s), %d bytes to download, cached: %v\n",
-			u.Version, res.Deployed.Version, u.Diff.AddedSize, res.Persisted)
+			u.Version, res.Deployed.Version, u.Diff.AddedSize, res.Persisted())
 	}
 	// Output: update available: 41.2 (from 41.1), 2048 bytes to download, cached: true
 }

@@ -48,7 +48,7 @@ func TestPrepareRetriesAfter429(t *testing.T) {
 		Header: http.Header{"Retry-After": {"1"}}, Times: 1})
 	e.reg.Reset()
 	res := e.mustPrepare()
-	assert.True(t, res.Persisted)
+	assert.True(t, res.Persisted())
 	assert.Equal(t, 2, e.reg.Counts().ManifestHEAD, "retried once after Retry-After")
 }
 

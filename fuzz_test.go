@@ -12,6 +12,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/osimage/updatecache/internal/gvariant"
+	"github.com/osimage/updatecache/internal/keys"
 	"github.com/osimage/updatecache/updatecachetest"
 )
 
@@ -62,7 +63,7 @@ func marshalRecord(tb testing.TB, md gvariant.VarDict, rec *cachedRecord) []byte
 func otherKeys(md gvariant.VarDict) gvariant.VarDict {
 	others := gvariant.VarDict{}
 	for _, e := range md {
-		if !slices.Contains(cachedUpdateKeys, e.Key) {
+		if !slices.Contains(keys.CachedUpdate, e.Key) {
 			others = append(others, e)
 		}
 	}
@@ -116,11 +117,11 @@ func FuzzCachedUpdate(f *testing.F) {
 				t.Fatalf("readCachedRecord: %v is not ErrCorruptCache", err)
 			}
 		case rec == nil:
-			if _, ok := md.Lookup(keyCachedManifestDigest); ok {
-				t.Fatalf("%s present, yet no cached update", keyCachedManifestDigest)
+			if _, ok := md.Lookup(keys.CachedManifestDigest); ok {
+				t.Fatalf("%s present, yet no cached update", keys.CachedManifestDigest)
 			}
 		default:
-			checkCachedUpdate(t, &deployedState{deployed: deployed, cached: rec}, md)
+			checkCachedUpdate(t, deployed, rec, md)
 		}
 
 		// clear: only the cached keys go.
@@ -157,26 +158,25 @@ func describeRecord(rec *cachedRecord) string {
 }
 
 // checkCachedUpdate checks what a query makes of a record read from md.
-func checkCachedUpdate(t *testing.T, ds *deployedState, md gvariant.VarDict) {
+func checkCachedUpdate(t *testing.T, deployed *Deployed, rec *cachedRecord, md gvariant.VarDict) {
 	t.Helper()
-	rec := ds.cached
-	for key, got := range map[string][]byte{keyCachedManifest: rec.manifest, keyCachedConfig: rec.config} {
+	for key, got := range map[string][]byte{keys.CachedManifest: rec.manifest, keys.CachedConfig: rec.config} {
 		if want, _, _ := md.LookupString(key); string(got) != want {
 			t.Fatalf("%s read as %q, stored %q", key, got, want)
 		}
 	}
-	u, err := ds.cachedUpdate()
+	u, err := rec.updateOf(deployed)
 	if err != nil {
 		if !errors.Is(err, ErrCorruptCache) || !errors.Is(err, ErrInvalidMetadata) {
-			t.Fatalf("cachedUpdate: %v is not ErrCorruptCache and ErrInvalidMetadata", err)
+			t.Fatalf("updateOf: %v is not ErrCorruptCache and ErrInvalidMetadata", err)
 		}
 		return
 	}
 	img, err := parseImage(rec.manifestDigest, rec.manifest, rec.config)
 	if err != nil {
-		t.Fatalf("cachedUpdate accepted what parseImage refuses: %v", err)
+		t.Fatalf("updateOf accepted what parseImage refuses: %v", err)
 	}
-	if same := ds.deployed.sameImage(img); (u == nil) != same {
+	if same := deployed.sameImage(img); (u == nil) != same {
 		t.Fatalf("update %+v, but same image as deployed: %v", u, same)
 	}
 	if u == nil {

@@ -350,7 +350,7 @@ func newWorld(t *testing.T, real bool) *world {
 	}
 	envs[plainHTTP].push(w.v2)
 	for _, e := range envs {
-		require.True(t, e.mustPrepare().Persisted)
+		require.True(t, e.mustPrepare().Persisted())
 	}
 	envs[plainHTTP].push(w.v3)
 	w.templates[plainVerified] = w.templates[plainHTTP]

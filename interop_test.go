@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/osimage/updatecache"
+	"github.com/osimage/updatecache/internal/keys"
 	"github.com/osimage/updatecache/internal/ostree"
 	"github.com/osimage/updatecache/internal/testtool"
 )
@@ -56,11 +57,11 @@ func TestOstreeToolInterop(t *testing.T) {
 	assert.Equal(t, "1", st.Deployed.Version)
 
 	res := e.mustPrepare()
-	require.True(t, res.Persisted, res.Reason)
-	assert.Equal(t, "'"+v2.ManifestDigest.String()+"'", showDetached(t, e.repoPath, commit, "ostree-ext.cached.manifest-digest"))
+	require.True(t, res.Persisted(), res.Reason)
+	assert.Equal(t, "'"+v2.ManifestDigest.String()+"'", showDetached(t, e.repoPath, commit, keys.CachedManifestDigest))
 	assert.Equal(t, "'keep me'", showDetached(t, e.repoPath, commit, "org.example.unrelated"))
 	// The cached manifest is the exact bytes the registry served.
-	manifest := showDetached(t, e.repoPath, commit, "ostree-ext.cached.manifest")
+	manifest := showDetached(t, e.repoPath, commit, keys.CachedManifest)
 	assert.Equal(t, "'"+string(v2.Manifest)+"'", manifest)
 
 	require.NoError(t, updatecache.ClearCachedUpdate(e.ctx, e.repo, e.ref))
@@ -68,7 +69,7 @@ func TestOstreeToolInterop(t *testing.T) {
 	cmd := testtool.OstreeCommand(t, "show", "--repo="+e.repoPath, commit, "--print-detached-metadata-key=ostree-ext.cached.manifest-digest")
 	assert.Error(t, cmd.Run(), "the cached key is gone")
 
-	require.True(t, e.mustPrepare().Persisted)
+	require.True(t, e.mustPrepare().Persisted())
 	testtool.RunOstree(t, "fsck", "--repo="+e.repoPath)
 
 	// The cache lives and dies with the commit.
@@ -94,7 +95,7 @@ func TestReserialisedMetadata(t *testing.T) {
 	commit := ostreeDeploy(t, e, v1.ManifestDigest.String(), reserialise(v1.Manifest), reserialise(v1.Config.Data))
 
 	res := e.mustPrepare()
-	assert.False(t, res.UpdateAvailable, res.Reason)
+	assert.False(t, res.UpdateAvailable(), res.Reason)
 	assert.Equal(t, "1", res.Deployed.Version)
 	assert.Equal(t, commit, res.Deployed.MergeCommit)
 }

@@ -3,7 +3,6 @@ package updatecache
 import (
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
@@ -209,21 +208,4 @@ func diffLayers(from, to *Image) ManifestDiff {
 		}
 	}
 	return d
-}
-
-// ParsePlatform parses os/arch[/variant] as used by --platform.
-func ParsePlatform(s string) (os, arch, variant string, err error) {
-	parts := strings.Split(s, "/")
-	if len(parts) < 2 || len(parts) > 3 {
-		return "", "", "", fmt.Errorf("platform %q: want OS/ARCH[/VARIANT]", s)
-	}
-	for _, p := range parts {
-		if p == "" {
-			return "", "", "", fmt.Errorf("platform %q: empty component", s)
-		}
-	}
-	if len(parts) == 3 {
-		variant = parts[2]
-	}
-	return parts[0], parts[1], variant, nil
 }

@@ -101,26 +101,3 @@ func TestDiffLayers(t *testing.T) {
 		})
 	}
 }
-
-func TestParsePlatform(t *testing.T) {
-	tests := []struct {
-		in                string
-		os, arch, variant string
-		wantErr           bool
-	}{
-		{"linux/amd64", "linux", "amd64", "", false},
-		{"linux/arm/v7", "linux", "arm", "v7", false},
-		{"linux", "", "", "", true},
-		{"linux//v7", "", "", "", true},
-		{"a/b/c/d", "", "", "", true},
-	}
-	for _, tt := range tests {
-		os, arch, variant, err := ParsePlatform(tt.in)
-		if tt.wantErr {
-			assert.Error(t, err, tt.in)
-			continue
-		}
-		require.NoError(t, err, tt.in)
-		assert.Equal(t, []string{tt.os, tt.arch, tt.variant}, []string{os, arch, variant})
-	}
-}

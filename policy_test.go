@@ -36,7 +36,7 @@ func TestSignatureVerdictIsCached(t *testing.T) {
 			opts.SignaturePolicyPath = writePolicy(t, tt.requirement)
 			res, err := updatecache.Prepare(e.ctx, e.repo, e.ref, opts)
 			require.NoError(t, err)
-			require.True(t, res.Persisted)
+			require.True(t, res.Persisted())
 			require.NotNil(t, res.CachedUpdate.Signature)
 			assert.Equal(t, tt.allowed, res.CachedUpdate.Signature.Allowed)
 			if !tt.allowed {

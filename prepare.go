@@ -6,107 +6,64 @@ import (
 	"fmt"
 	"time"
 
-	digest "github.com/opencontainers/go-digest"
-	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
-	"go.podman.io/image/v5/docker/reference"
-	"go.podman.io/image/v5/types"
-
 	"github.com/osimage/updatecache/internal/gvariant"
-	"github.com/osimage/updatecache/internal/registry"
+	"github.com/osimage/updatecache/internal/keys"
 )
-
-// RegistryOptions say how to reach registries; Prepare and the fetch
-// operations share them.
-type RegistryOptions struct {
-	// SystemContext carries containers/image settings: auth file, TLS
-	// (DockerInsecureSkipTLSVerify), registries.conf, certificates and the
-	// OS/architecture/variant choices. Nil means the defaults, which read the
-	// usual files (auth.json, registries.conf) as podman and skopeo do.
-	SystemContext *types.SystemContext
-	// Platform selects the instance of a multi-arch image. Nil means the
-	// SystemContext choices, else the running platform.
-	Platform *imgspecv1.Platform
-	// Offline forbids network access: anything that needs it fails with
-	// ErrOffline.
-	Offline bool
-	// MaxManifestSize and MaxConfigSize cap what is read from the network;
-	// zero means the defaults of 4 MiB each.
-	MaxManifestSize int64
-	MaxConfigSize   int64
-	// VerifySignatures evaluates the signature policy (policy.json) for
-	// every image fetched: Prepare records the verdict with the cached
-	// update, Pull refuses an image the policy rejects (ErrPolicyRejected)
-	// before importing anything. References written ostree-image-signed:REF
-	// turn it on. It needs the build tag containers_image_openpgp (without
-	// it: ErrPolicyUnsupported).
-	VerifySignatures bool
-	// SignaturePolicyPath names the policy; "" means the SystemContext's,
-	// else /etc/containers/policy.json.
-	SignaturePolicyPath string
-}
-
-// SignatureVerdict is the signature policy's verdict on an image.
-type SignatureVerdict struct {
-	Allowed bool
-	// Reason says why the policy rejects the image.
-	Reason string
-}
-
-// verdict evaluates the signature policy for img when asked to: nil when
-// signatures are not verified.
-func (o *RegistryOptions) verdict(ctx context.Context, ir *imageRef, src *registry.Source, img *registry.Image) (*SignatureVerdict, error) {
-	if !o.VerifySignatures && !ir.signed {
-		return nil, nil
-	}
-	v, err := src.CheckPolicy(ctx, img, o.SignaturePolicyPath)
-	if err != nil {
-		return nil, fmt.Errorf("signature policy for %s: %w", ir.name, err)
-	}
-	return &SignatureVerdict{Allowed: v.Allowed, Reason: v.Reason}, nil
-}
-
-// fetch reads the manifest and config of the image pinned to top, with the
-// signature verdict when asked for.
-func (o *RegistryOptions) fetch(ctx context.Context, ir *imageRef, top digest.Digest) (*registry.Image, *SignatureVerdict, error) {
-	src, err := o.client().Open(ctx, ir.ref, top)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer src.Close()
-	img, err := src.Image(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	v, err := o.verdict(ctx, ir, src, img)
-	return img, v, err
-}
-
-func (o *RegistryOptions) client() *registry.Client {
-	return registry.New(registry.Options{
-		SystemContext:   o.SystemContext,
-		Platform:        o.Platform,
-		MaxManifestSize: o.MaxManifestSize,
-		MaxConfigSize:   o.MaxConfigSize,
-	})
-}
 
 // PrepareOptions configure Prepare.
 type PrepareOptions struct {
 	RegistryOptions
 }
 
+// Outcome is what an update check found; like ostree-ext's PrepareResult
+// (AlreadyPresent, Ready), it lets callers branch without reading Reason.
+type Outcome int
+
+const (
+	// NoUpdate: the registry serves the deployed image.
+	NoUpdate Outcome = iota + 1
+	// UpdateCached: the registry has another image, and it is cached on the
+	// deployed merge commit (by this check or an earlier one).
+	UpdateCached
+	// UpdateNotDeployed: the registry has an image, but nothing is deployed
+	// for the reference, so there is no merge commit to cache it on.
+	UpdateNotDeployed
+	// UpdateReadOnly: the registry has another image, but the repository is
+	// read-only, so it was not cached.
+	UpdateReadOnly
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case NoUpdate:
+		return "no-update"
+	case UpdateCached:
+		return "update-cached"
+	case UpdateNotDeployed:
+		return "update-not-deployed"
+	case UpdateReadOnly:
+		return "update-read-only"
+	}
+	return fmt.Sprintf("Outcome(%d)", int(o))
+}
+
 // PrepareResult is the outcome of an update check.
 type PrepareResult struct {
 	ImageState
-	// UpdateAvailable reports whether the registry has an image other than the
-	// deployed one; CachedUpdate then describes it.
-	UpdateAvailable bool
-	// Persisted reports whether CachedUpdate is stored on the deployed merge
-	// commit, so that QueryCachedUpdate shows it later without the network.
-	Persisted bool
-	// Reason says, in words, why there is no update or why it was not persisted.
+	Outcome Outcome
+	// Reason says, in words, why there is no update or why it was not cached.
 	Reason string
 }
+
+// UpdateAvailable reports whether the registry has an image other than the
+// deployed one; CachedUpdate then describes it.
+func (r *PrepareResult) UpdateAvailable() bool {
+	return r.Outcome == UpdateCached || r.Outcome == UpdateNotDeployed || r.Outcome == UpdateReadOnly
+}
+
+// Persisted reports whether CachedUpdate is stored on the deployed merge
+// commit, so that QueryCachedUpdate shows it later without the network.
+func (r *PrepareResult) Persisted() bool { return r.Outcome == UpdateCached }
 
 // Prepare checks the registry for a new image for the image reference and
 // caches its manifest and config (never its layers) as detached metadata of
@@ -123,141 +80,93 @@ type PrepareResult struct {
 // commit is kept.
 //
 // With nothing deployed, or a read-only repository, Prepare reports what the
-// registry has with Persisted false and Reason saying why; that is not an
-// error. Registry failures leave the repository as it was.
+// registry has (Outcome UpdateNotDeployed or UpdateReadOnly, Reason saying
+// why); that is not an error. Registry failures leave the repository as it
+// was.
 func Prepare(ctx context.Context, repo *Repo, image string, opts PrepareOptions) (*PrepareResult, error) {
 	ir, err := parseImageRef(image)
 	if err != nil {
 		return nil, err
 	}
 	res := &PrepareResult{ImageState: ImageState{Image: ir.name}}
-
-	var ds *deployedState
-	commit, err := repo.mergeCommit(ir)
-	switch {
-	case errors.Is(err, ErrNotDeployed):
-	case err != nil:
-		return nil, err
-	default:
-		if ds, err = repo.readDeployed(commit); err != nil {
-			return nil, err
-		}
-		res.Deployed = ds.deployed
-		if ds.cacheErr != nil {
-			// Writing over a cache we cannot read could destroy it and
-			// whatever else the file holds: leave it for the caller to clear.
-			return res, fmt.Errorf("merge commit %s: %w", commit, ds.cacheErr)
-		}
+	d, err := repo.deploymentOf(ir)
+	if d != nil {
+		res.Deployed = d.deployed
 	}
-
-	if ds != nil && ds.isDeployed(pinnedDigest(ir.ref)) {
-		return res, repo.noUpdate(ctx, res, ds, "the reference is pinned to the deployed digest", "")
+	if err != nil && !errors.Is(err, ErrNotDeployed) {
+		// A cache that cannot be read is left alone: writing over it could
+		// destroy it and whatever else its file holds.
+		return res, err
 	}
-	if opts.Offline {
-		return res, fmt.Errorf("%w: checking %s", ErrOffline, ir.name)
+	if d != nil && d.isDeployed(ir.pinnedDigest()) {
+		return res, repo.noUpdate(ctx, res, d, "the reference is pinned to the deployed digest", "")
 	}
-
-	client := opts.client()
-	top, err := client.Digest(ctx, ir.ref)
-	if err != nil {
-		return res, fmt.Errorf("checking %s: %w", ir.name, err)
-	}
-	if ds != nil {
-		if ds.isDeployed(top) {
-			return res, repo.noUpdate(ctx, res, ds, "the registry still serves the deployed image", "")
-		}
-		if ds.isCached(top) {
-			if res.CachedUpdate, err = ds.cachedUpdate(); err != nil {
-				return res, err
-			}
-			if res.CachedUpdate == nil {
-				// Cached by another tool though it is the deployed image.
-				return res, repo.noUpdate(ctx, res, ds, "the registry's image is the deployed one", "")
-			}
-			res.UpdateAvailable, res.Persisted = true, true
-			return res, nil
-		}
-	}
-
-	fetched, verdict, err := opts.fetch(ctx, ir, top)
-	if err != nil {
-		return res, fmt.Errorf("fetching %s@%s: %w", ir.name, top, err)
-	}
-	img, err := parseImage(fetched.ManifestDigest, fetched.Manifest, fetched.Config)
+	top, err := opts.digest(ctx, ir)
 	if err != nil {
 		return res, err
 	}
-	img.TopDigest = fetched.TopDigest
-	now := time.Now().UTC().Truncate(time.Second)
-	newUpdate := func() *CachedUpdate {
-		u := newCachedUpdate(res.Deployed, img, now)
-		if u != nil {
-			u.Signature = verdict
+	switch {
+	case d != nil && d.isDeployed(top):
+		return res, repo.noUpdate(ctx, res, d, "the registry still serves the deployed image", "")
+	case d != nil && d.isCached(top):
+		if d.update == nil { // cached by another tool, though it is the deployed image
+			return res, repo.noUpdate(ctx, res, d, "the registry's image is the deployed one", "")
 		}
-		return u
-	}
-
-	if ds == nil {
-		res.CachedUpdate = newUpdate()
-		res.UpdateAvailable = true
-		res.Reason = fmt.Sprintf("nothing is deployed for %s, so there is no merge commit to cache the update on", ir.name)
+		res.CachedUpdate, res.Outcome = d.update, UpdateCached
 		return res, nil
 	}
-	if ds.deployed.sameImage(img) {
-		learned := ""
-		if ds.deployed.TopDigest == "" && fetched.TopDigest != fetched.ManifestDigest {
-			learned = fetched.TopDigest.String()
-		}
-		return res, repo.noUpdate(ctx, res, ds, "the registry's image is the deployed one", learned)
+	f, verdict, err := opts.fetch(ctx, ir, top)
+	if err != nil {
+		return res, err
 	}
+	return res, repo.cacheUpdate(ctx, res, d, f, verdict)
+}
 
-	res.CachedUpdate = newUpdate()
-	res.UpdateAvailable = true
-	rec := &cachedRecord{
-		manifestDigest: fetched.ManifestDigest,
-		manifest:       fetched.Manifest,
-		config:         fetched.Config,
-		topDigest:      fetched.TopDigest,
-		checkedAt:      now,
-		platform:       formatPlatform(fetched.Platform.OS, fetched.Platform.Architecture, fetched.Platform.Variant),
-		signature:      verdict,
+// cacheUpdate records the fetched image as the update of the deployment d
+// (nil when nothing is deployed), or as no update when it is the deployed
+// image.
+func (r *Repo) cacheUpdate(ctx context.Context, res *PrepareResult, d *deployment, f *fetchedImage, verdict *SignatureVerdict) error {
+	now := time.Now().UTC().Truncate(time.Second)
+	if d == nil {
+		res.CachedUpdate, res.Outcome = newCachedUpdate(nil, f.image, now, verdict), UpdateNotDeployed
+		res.Reason = fmt.Sprintf("nothing is deployed for %s, so there is no merge commit to cache the update on", res.Image)
+		return nil
 	}
-	err = repo.updateDetached(ctx, commit, rec.store)
+	if d.deployed.sameImage(f.image) {
+		learned := ""
+		if d.deployed.TopDigest == "" && f.raw.TopDigest != f.raw.ManifestDigest {
+			learned = f.raw.TopDigest.String()
+		}
+		return r.noUpdate(ctx, res, d, "the registry's image is the deployed one", learned)
+	}
+	res.CachedUpdate = newCachedUpdate(d.deployed, f.image, now, verdict)
+	rec := newCachedRecord(f, verdict, now)
+	err := r.updateDetached(ctx, d.deployed.MergeCommit, rec.store)
 	switch {
 	case errors.Is(err, ErrReadOnly):
+		res.Outcome = UpdateReadOnly
 		res.Reason = fmt.Sprintf("the repository is read-only, so the update was not cached: %v", err)
-		return res, nil
+		return nil
 	case err != nil:
-		return res, fmt.Errorf("caching the update of %s on %s: %w", ir.name, commit, err)
+		return fmt.Errorf("caching the update of %s on %s: %w", res.Image, d.deployed.MergeCommit, err)
 	}
-	res.Persisted = true
-	return res, nil
-}
-
-// isDeployed reports whether d names the deployed image, as a top-level or
-// a per-platform manifest digest.
-func (ds *deployedState) isDeployed(d digest.Digest) bool {
-	return d != "" && (d == ds.deployed.ManifestDigest || d == ds.deployed.TopDigest)
-}
-
-// isCached reports whether d names the cached update.
-func (ds *deployedState) isCached(d digest.Digest) bool {
-	return d != "" && ds.cached != nil && (d == ds.cached.manifestDigest || d == ds.cached.topDigest)
+	res.Outcome = UpdateCached
+	return nil
 }
 
 // noUpdate records that the deployed image is current: a cached update left
 // from an earlier check is stale and is removed, and a top-level digest
 // learned for the deployed image is remembered. Nothing is written when
 // neither applies.
-func (r *Repo) noUpdate(ctx context.Context, res *PrepareResult, ds *deployedState, reason, learnedTop string) error {
-	res.Reason = reason
-	if ds.cached == nil && learnedTop == "" {
+func (r *Repo) noUpdate(ctx context.Context, res *PrepareResult, d *deployment, reason, learnedTop string) error {
+	res.Outcome, res.Reason = NoUpdate, reason
+	if d.record == nil && learnedTop == "" {
 		return nil
 	}
-	err := r.updateDetached(ctx, ds.deployed.MergeCommit, func(md *gvariant.VarDict) error {
+	err := r.updateDetached(ctx, d.deployed.MergeCommit, func(md *gvariant.VarDict) error {
 		deleteCachedUpdate(md)
 		if learnedTop != "" {
-			md.Set(keyDeployedTopDigest, gvariant.NewString(learnedTop))
+			md.Set(keys.DeployedTopDigest, gvariant.NewString(learnedTop))
 		}
 		return nil
 	})
@@ -266,29 +175,4 @@ func (r *Repo) noUpdate(ctx context.Context, res *PrepareResult, ds *deployedSta
 		return nil
 	}
 	return err
-}
-
-// updateDetached changes a merge commit's detached metadata in place under
-// the repository lock; keys that change does not touch are kept as they were.
-func (r *Repo) updateDetached(ctx context.Context, commit string, change func(md *gvariant.VarDict) error) error {
-	_, err := r.ostree.UpdateDetachedMetadata(ctx, commit, func(md gvariant.VarDict) (gvariant.VarDict, error) {
-		if err := change(&md); err != nil {
-			return nil, err
-		}
-		return md, nil
-	})
-	if errors.Is(err, ErrCorruptRepo) && !errors.Is(err, ErrCorruptCache) {
-		err = corruptCache(err)
-	}
-	return err
-}
-
-// pinnedDigest returns the digest a docker reference is pinned to, or "".
-func pinnedDigest(ref types.ImageReference) digest.Digest {
-	if named := ref.DockerReference(); named != nil {
-		if c, ok := named.(reference.Canonical); ok {
-			return c.Digest()
-		}
-	}
-	return ""
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/osimage/updatecache"
 	"github.com/osimage/updatecache/internal/gvariant"
+	"github.com/osimage/updatecache/internal/keys"
 	"github.com/osimage/updatecache/internal/ostree"
 	"github.com/osimage/updatecache/updatecachetest"
 )
@@ -23,8 +24,8 @@ func TestPrepareNoUpdateIsOneHEAD(t *testing.T) {
 	e.reg.Reset()
 
 	res := e.mustPrepare()
-	assert.False(t, res.UpdateAvailable)
-	assert.False(t, res.Persisted)
+	assert.False(t, res.UpdateAvailable())
+	assert.False(t, res.Persisted())
 	assert.Nil(t, res.CachedUpdate)
 	require.NotNil(t, res.Deployed)
 	assert.Equal(t, v1.ManifestDigest, res.Deployed.ManifestDigest)
@@ -46,8 +47,8 @@ func TestPrepareNewUpdateThenRepeat(t *testing.T) {
 	e.reg.Reset()
 
 	res := e.mustPrepare()
-	assert.True(t, res.UpdateAvailable)
-	assert.True(t, res.Persisted, res.Reason)
+	assert.True(t, res.UpdateAvailable())
+	assert.True(t, res.Persisted(), res.Reason)
 	require.NotNil(t, res.CachedUpdate)
 	u := res.CachedUpdate
 	assert.Equal(t, v2.ManifestDigest, u.ManifestDigest)
@@ -78,8 +79,8 @@ func TestPrepareNewUpdateThenRepeat(t *testing.T) {
 	// Checking again finds the same digest: no GET, nothing written.
 	e.reg.Reset()
 	again := e.mustPrepare()
-	assert.True(t, again.UpdateAvailable)
-	assert.True(t, again.Persisted)
+	assert.True(t, again.UpdateAvailable())
+	assert.True(t, again.Persisted())
 	assert.Equal(t, u, again.CachedUpdate)
 	c = e.reg.Counts()
 	assert.Equal(t, 1, c.ManifestHEAD, c.String())
@@ -106,7 +107,7 @@ func TestPrepareMultiArch(t *testing.T) {
 	opts.Platform = &imgspecv1.Platform{OS: "linux", Architecture: "arm64"}
 	res, err := updatecache.Prepare(e.ctx, e.repo, e.ref, opts)
 	require.NoError(t, err)
-	require.True(t, res.UpdateAvailable)
+	require.True(t, res.UpdateAvailable())
 	assert.Equal(t, idx2.Images[1].ManifestDigest, res.CachedUpdate.ManifestDigest)
 	assert.Equal(t, idx2.ManifestDigest, res.CachedUpdate.TopDigest)
 	assert.Equal(t, "arm64", res.CachedUpdate.Architecture)
@@ -138,12 +139,12 @@ func TestPrepareLearnsDeployedIndexDigest(t *testing.T) {
 	e.push(idx)
 
 	res := e.mustPrepare()
-	assert.False(t, res.UpdateAvailable, res.Reason)
+	assert.False(t, res.UpdateAvailable(), res.Reason)
 	assert.NotNil(t, e.stat(e.commitmetaPath(commit)).data, "index digest remembered")
 
 	e.reg.Reset()
 	res = e.mustPrepare()
-	assert.False(t, res.UpdateAvailable)
+	assert.False(t, res.UpdateAvailable())
 	assert.Equal(t, idx.ManifestDigest, res.Deployed.TopDigest)
 	c := e.reg.Counts()
 	assert.Equal(t, 1, c.ManifestHEAD, c.String())
@@ -155,12 +156,12 @@ func TestPrepareStaleCacheIsRemoved(t *testing.T) {
 	v1, v2 := image(t, "1"), image(t, "2")
 	commit := e.deploy(v1, "")
 	e.push(v2)
-	require.True(t, e.mustPrepare().Persisted)
+	require.True(t, e.mustPrepare().Persisted())
 
 	// The tag goes back to the deployed image.
 	e.push(v1)
 	res := e.mustPrepare()
-	assert.False(t, res.UpdateAvailable)
+	assert.False(t, res.UpdateAvailable())
 	assert.Nil(t, res.CachedUpdate)
 	u, err := updatecache.QueryCachedUpdate(e.repo, e.ref)
 	require.NoError(t, err)
@@ -178,7 +179,7 @@ func TestPrepareConfigOnlyChangeIsAnUpdate(t *testing.T) {
 	e.push(v1b)
 
 	res := e.mustPrepare()
-	require.True(t, res.UpdateAvailable)
+	require.True(t, res.UpdateAvailable())
 	assert.True(t, res.CachedUpdate.ConfigChanged)
 	assert.Equal(t, 0, res.CachedUpdate.Diff.NAdded)
 	assert.Equal(t, 0, res.CachedUpdate.Diff.NRemoved)
@@ -190,8 +191,8 @@ func TestPrepareNothingDeployed(t *testing.T) {
 	e.push(v1)
 
 	res := e.mustPrepare()
-	assert.True(t, res.UpdateAvailable)
-	assert.False(t, res.Persisted)
+	assert.True(t, res.UpdateAvailable())
+	assert.False(t, res.Persisted())
 	assert.Contains(t, res.Reason, "nothing is deployed")
 	assert.Nil(t, res.Deployed)
 	require.NotNil(t, res.CachedUpdate)
@@ -216,7 +217,7 @@ func TestPrepareOffline(t *testing.T) {
 	require.NoError(t, err)
 	res, err := updatecache.Prepare(e.ctx, e.repo, pinnedRef, opts)
 	require.NoError(t, err)
-	assert.False(t, res.UpdateAvailable)
+	assert.False(t, res.UpdateAvailable())
 	assert.Zero(t, e.reg.Counts().Total, e.reg.Counts().String())
 }
 
@@ -230,7 +231,7 @@ func TestClearCachedUpdate(t *testing.T) {
 	require.NoError(t, updatecache.ClearCachedUpdate(e.ctx, e.repo, e.ref))
 	assert.Nil(t, e.stat(e.commitmetaPath(commit)).data)
 
-	require.True(t, e.mustPrepare().Persisted)
+	require.True(t, e.mustPrepare().Persisted())
 	require.NoError(t, updatecache.ClearCachedUpdate(e.ctx, e.repo, e.ref))
 	u, err := updatecache.QueryCachedUpdate(e.repo, e.ref)
 	require.NoError(t, err)
@@ -258,7 +259,7 @@ func TestListImages(t *testing.T) {
 	_, err := updatecachetest.Deploy(e.ctx, e.repoPath, otherRef, v2, "")
 	require.NoError(t, err)
 	e.push(v2)
-	require.True(t, e.mustPrepare().Persisted)
+	require.True(t, e.mustPrepare().Persisted())
 
 	states, err := updatecache.ListImages(e.repo)
 	require.NoError(t, err)
@@ -300,20 +301,20 @@ func TestPrepareCachedSameConfigIsNoUpdate(t *testing.T) {
 	repo, err := ostree.Open(e.repoPath)
 	require.NoError(t, err)
 	_, err = repo.UpdateDetachedMetadata(e.ctx, commit, func(md gvariant.VarDict) (gvariant.VarDict, error) {
-		md.Set("ostree-ext.cached.manifest-digest", gvariant.NewString(rebuilt.ManifestDigest.String()))
-		md.Set("ostree-ext.cached.manifest", gvariant.NewString(string(rebuilt.Manifest)))
-		md.Set("ostree-ext.cached.config", gvariant.NewString(string(rebuilt.Config.Data)))
+		md.Set(keys.CachedManifestDigest, gvariant.NewString(rebuilt.ManifestDigest.String()))
+		md.Set(keys.CachedManifest, gvariant.NewString(string(rebuilt.Manifest)))
+		md.Set(keys.CachedConfig, gvariant.NewString(string(rebuilt.Config.Data)))
 		return md, nil
 	})
 	require.NoError(t, err)
 	e.push(rebuilt)
 
 	res := e.mustPrepare()
-	assert.False(t, res.UpdateAvailable)
+	assert.False(t, res.UpdateAvailable())
 	assert.Nil(t, res.CachedUpdate)
 	assert.Zero(t, e.reg.Counts().ManifestGET, "decided from the HEAD and the cache")
 	md, _, err := repo.ReadDetachedMetadata(commit)
 	require.NoError(t, err)
-	_, cached := md.Lookup("ostree-ext.cached.manifest-digest")
+	_, cached := md.Lookup(keys.CachedManifestDigest)
 	assert.False(t, cached, "the stale cache is removed")
 }

@@ -100,19 +100,19 @@ func isGCRoot(ref string) bool {
 // of the update cached on it. A commit that is not an image (a plain
 // deployment, say) keeps none; one whose cache is corrupt keeps its image's.
 func (r *Repo) neededLayers(commit string) ([]digest.Digest, error) {
-	ds, err := r.readDeployed(commit)
-	if errors.Is(err, ErrInvalidMetadata) {
+	d, err := r.readDeployment(commit)
+	switch {
+	case errors.Is(err, ErrInvalidMetadata):
 		return nil, nil
-	}
-	if err != nil {
+	case d == nil:
 		return nil, err
 	}
 	var layers []digest.Digest
-	for _, l := range ds.deployed.Layers {
+	for _, l := range d.deployed.Layers {
 		layers = append(layers, l.Digest)
 	}
-	if u, err := ds.cachedUpdate(); err == nil && u != nil {
-		for _, l := range u.Layers {
+	if d.update != nil {
+		for _, l := range d.update.Layers {
 			layers = append(layers, l.Digest)
 		}
 	}

@@ -25,7 +25,7 @@ func TestPruneAfterPull(t *testing.T) {
 	first, err := updatecache.Pull(e.ctx, e.repo, e.ref, e.pullOptions())
 	require.NoError(t, err)
 	e.push(v2)
-	require.True(t, e.mustPrepare().Persisted)
+	require.True(t, e.mustPrepare().Persisted())
 	second, err := updatecache.PullPrepared(e.ctx, e.repo, e.ref, e.pullOptions())
 	require.NoError(t, err)
 	oldMeta := e.commitmetaPath(first.MergeCommit)
@@ -72,7 +72,7 @@ func TestPruneKeepsPreparedLayers(t *testing.T) {
 	_, err := updatecache.Pull(e.ctx, e.repo, e.ref, e.pullOptions())
 	require.NoError(t, err)
 	e.push(v2)
-	require.True(t, e.mustPrepare().Persisted)
+	require.True(t, e.mustPrepare().Persisted())
 	// A pull of v2 by another name stands in for an interrupted pull that
 	// imported v2's layers but wrote no merge commit for this image.
 	other := e.reg.Ref("os/base", v2.ManifestDigest.String())

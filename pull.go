@@ -4,20 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"sync"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
-	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
-	"go.podman.io/image/v5/docker"
-	"go.podman.io/image/v5/docker/reference"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/osimage/updatecache/internal/gvariant"
 	"github.com/osimage/updatecache/internal/importer"
-	"github.com/osimage/updatecache/internal/ostree"
-	"github.com/osimage/updatecache/internal/registry"
+	"github.com/osimage/updatecache/internal/keys"
 )
 
 // ImporterVersion is recorded as ostree.importer.version on merge commits
@@ -82,7 +75,7 @@ func Pull(ctx context.Context, repo *Repo, image string, opts PullOptions) (*Pul
 	if err != nil {
 		return nil, err
 	}
-	return repo.pull(ctx, ir, ir, "", "", opts)
+	return repo.pull(ctx, pullRequest{target: ir, from: ir}, opts)
 }
 
 // PullPrepared fetches exactly the update that Prepare cached for the image,
@@ -97,222 +90,91 @@ func PullPrepared(ctx context.Context, repo *Repo, image string, opts PullOption
 	if err != nil {
 		return nil, err
 	}
-	commit, err := repo.mergeCommit(ir)
+	d, err := repo.deploymentOf(ir)
 	if err != nil {
 		return nil, err
 	}
-	ds, err := repo.readDeployed(commit)
+	if d.update == nil {
+		return nil, fmt.Errorf("%w for %s on %s", ErrNoCachedUpdate, ir.name, d.deployed.MergeCommit)
+	}
+	want := d.record.manifestDigest
+	from, err := ir.pinnedTo(want)
 	if err != nil {
 		return nil, err
 	}
-	if ds.cacheErr != nil {
-		return nil, fmt.Errorf("merge commit %s: %w", commit, ds.cacheErr)
-	}
-	u, err := ds.cachedUpdate()
-	if err != nil {
-		return nil, fmt.Errorf("merge commit %s: %w", commit, err)
-	}
-	if u == nil {
-		return nil, fmt.Errorf("%w for %s on %s", ErrNoCachedUpdate, ir.name, commit)
-	}
-	pinned, err := pinDigest(ir, ds.cached.manifestDigest)
-	if err != nil {
-		return nil, err
-	}
-	res, err := repo.pull(ctx, ir, pinned, ds.cached.manifestDigest, ds.cached.topDigest, opts)
+	res, err := repo.pull(ctx, pullRequest{target: ir, from: from, want: want, top: d.record.topDigest}, opts)
 	if errors.Is(err, ErrManifestUnknown) {
-		return nil, fmt.Errorf("%w: %s (prepared %s): %w", ErrPreparedUpdateGone, ir.name, ds.cached.manifestDigest, err)
+		return nil, fmt.Errorf("%w: %s (prepared %s): %w", ErrPreparedUpdateGone, ir.name, want, err)
 	}
 	return res, err
 }
 
-// pinDigest returns the docker reference ir names, pinned to d.
-func pinDigest(ir *imageRef, d digest.Digest) (*imageRef, error) {
-	named := ir.ref.DockerReference()
-	if named == nil {
-		return nil, fmt.Errorf("%w: %s: only docker:// references can be pinned to a prepared digest", ErrInvalidReference, ir.name)
-	}
-	canonical, err := reference.WithDigest(reference.TrimNamed(named), d)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s@%s: %v", ErrInvalidReference, ir.name, d, err)
-	}
-	ref, err := docker.NewReference(canonical)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s@%s: %v", ErrInvalidReference, ir.name, d, err)
-	}
-	return &imageRef{name: "docker://" + canonical.String(), ref: ref, signed: ir.signed}, nil
+// pullRequest says what a pull fetches and where it deploys it.
+type pullRequest struct {
+	target *imageRef     // the image whose merge commit the pull writes
+	from   *imageRef     // where to fetch it: target, or target pinned to a digest
+	want   digest.Digest // the per-platform manifest digest from must resolve to; "" for any
+	top    digest.Digest // the digest the tag named when want was prepared (recorded for later checks); "" for from's
 }
 
-// pull fetches from (pinned to the per-platform manifest digest want, when
-// set) and deploys it as target. top, when known, is the digest the tag
-// pointed to when want was prepared (an index digest for multi-arch images),
-// recorded so the next check of an unchanged tag is a HEAD alone.
-func (r *Repo) pull(ctx context.Context, target, from *imageRef, want, top digest.Digest, opts PullOptions) (*PullResult, error) {
-	if opts.Offline {
-		return nil, fmt.Errorf("%w: pulling %s", ErrOffline, from.name)
-	}
-	targetRef, err := target.refName()
+func (r *Repo) pull(ctx context.Context, req pullRequest, opts PullOptions) (*PullResult, error) {
+	targetRef, err := req.target.refName()
 	if err != nil {
 		return nil, err
 	}
-	src, err := opts.client().Open(ctx, from.ref, want)
+	src, f, err := opts.open(ctx, req.from, req.want)
 	if err != nil {
-		return nil, fmt.Errorf("pulling %s: %w", from.name, err)
+		return nil, err
 	}
 	defer src.Close()
-	fetched, err := src.Image(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("pulling %s: %w", from.name, err)
+	img := f.image
+	if req.want != "" && img.ManifestDigest != req.want {
+		return nil, fmt.Errorf("%w: %s resolved to %s, want %s", ErrDigestMismatch, req.from.name, img.ManifestDigest, req.want)
 	}
-	if want != "" && fetched.ManifestDigest != want {
-		return nil, fmt.Errorf("%w: %s resolved to %s, want %s", ErrDigestMismatch, from.name, fetched.ManifestDigest, want)
+	if req.top != "" {
+		img.TopDigest = req.top
 	}
-	img, err := parseImage(fetched.ManifestDigest, fetched.Manifest, fetched.Config)
-	if err != nil {
-		return nil, err
+	res := &PullResult{Image: req.target.name, Pulled: *img}
+	if d, _ := r.deploymentOf(req.target); d != nil && d.deployed.ManifestDigest == img.ManifestDigest {
+		res.MergeCommit, res.AlreadyDeployed = d.deployed.MergeCommit, true
+		return res, nil
 	}
-	img.TopDigest = fetched.TopDigest
-	if top != "" {
-		img.TopDigest = top
-	}
-	res := &PullResult{Image: target.name, Pulled: *img}
-
-	if commit, err := r.mergeCommit(target); err == nil {
-		if ds, err := r.readDeployed(commit); err == nil && ds.deployed.ManifestDigest == img.ManifestDigest {
-			res.MergeCommit, res.AlreadyDeployed = commit, true
-			return res, nil
-		}
-	}
-	verdict, err := opts.verdict(ctx, from, src, fetched)
+	verdict, err := opts.verdict(ctx, req.from, src, f)
 	if err != nil {
 		return nil, err
 	}
 	if verdict != nil && !verdict.Allowed {
-		return nil, fmt.Errorf("%w: %s@%s: %s", ErrPolicyRejected, from.name, img.ManifestDigest, verdict.Reason)
+		return nil, fmt.Errorf("%w: %s@%s: %s", ErrPolicyRejected, req.from.name, img.ManifestDigest, verdict.Reason)
 	}
 
 	layerCommits, err := r.fetchLayers(ctx, src, img, opts, res)
 	if err != nil {
-		return nil, fmt.Errorf("pulling %s: %w", from.name, err)
-	}
-	var md gvariant.VarDict
-	for _, kv := range [][2]string{
-		{keyManifestDigest, img.ManifestDigest.String()},
-		{keyManifest, string(fetched.Manifest)},
-		{keyImageConfig, string(fetched.Config)},
-		{keyImporterVersion, ImporterVersion},
-		{keyTopDigest, img.TopDigest.String()},
-	} {
-		md.Set(kv[0], gvariant.NewString(kv[1]))
+		return nil, fmt.Errorf("pulling %s: %w", req.from.name, err)
 	}
 	ts := img.Timestamp
 	if ts.IsZero() {
 		ts = time.Now()
 	}
-	res.MergeCommit, err = importer.WriteMergeCommit(ctx, r.ostree, targetRef, layerCommits, md, ts.UTC().Truncate(time.Second))
+	res.MergeCommit, err = importer.WriteMergeCommit(ctx, r.ostree, targetRef, layerCommits, mergeCommitMetadata(f), ts.UTC().Truncate(time.Second))
 	if err != nil {
-		return nil, fmt.Errorf("writing the merge commit of %s: %w", target.name, err)
+		return nil, fmt.Errorf("writing the merge commit of %s: %w", req.target.name, err)
 	}
 	return res, nil
 }
 
-// fetchLayers returns the layer commit of every layer of img, importing the
-// ones the repository lacks, a bounded number at a time.
-func (r *Repo) fetchLayers(ctx context.Context, src *registry.Source, img *Image, opts PullOptions, res *PullResult) ([]string, error) {
-	commits := make([]string, len(img.Layers))
-	report := newProgressReporter(opts.Progress, len(img.Layers))
-	// Every layer is looked up before any download starts, so that a failure
-	// here never leaves imports running behind the returned error.
-	var missing []int
-	for i, l := range img.Layers {
-		blobRef, err := ostree.BlobRefName(l.Digest.String())
-		if err != nil {
-			return nil, fmt.Errorf("%w: layer %s: %v", ErrInvalidMetadata, l.Digest, err)
-		}
-		commit, err := r.ostree.ResolveRef(blobRef)
-		switch {
-		case err == nil:
-			commits[i] = commit
-		case !errors.Is(err, ostree.ErrRefNotFound):
-			return nil, err
-		case l.DiffID == "":
-			return nil, fmt.Errorf("%w: layer %d (%s) has no diff ID in the config", ErrInvalidMetadata, i, l.Digest)
-		default:
-			missing = append(missing, i)
-		}
+// mergeCommitMetadata is the commit metadata of the image's merge commit:
+// ostree-ext's keys with the exact bytes the registry served, and the
+// digest the tag named.
+func mergeCommitMetadata(f *fetchedImage) gvariant.VarDict {
+	var md gvariant.VarDict
+	for _, kv := range [][2]string{
+		{keys.ManifestDigest, f.image.ManifestDigest.String()},
+		{keys.Manifest, string(f.raw.Manifest)},
+		{keys.ImageConfig, string(f.raw.Config)},
+		{keys.ImporterVersion, ImporterVersion},
+		{keys.TopDigest, f.image.TopDigest.String()},
+	} {
+		md.Set(kv[0], gvariant.NewString(kv[1]))
 	}
-	for i, l := range img.Layers {
-		if commits[i] != "" {
-			res.LayersReused++
-			report(Progress{Layer: l.Digest, Index: i, Total: l.Size, Done: l.Size, Reused: true, Finished: true})
-		}
-	}
-
-	var mu sync.Mutex // guards res
-	g, gctx := errgroup.WithContext(ctx)
-	limit := opts.Concurrency
-	if limit <= 0 {
-		limit = DefaultConcurrency
-	}
-	g.SetLimit(limit)
-	for _, i := range missing {
-		l := img.Layers[i]
-		g.Go(func() error {
-			p := Progress{Layer: l.Digest, Index: i, Total: l.Size}
-			report(p)
-			blob, err := src.Layer(gctx, imgspecv1.Descriptor{MediaType: l.MediaType, Digest: l.Digest, Size: l.Size})
-			if err != nil {
-				return err
-			}
-			defer blob.Close()
-			counted := &progressReader{r: blob, onRead: func(n int64) { p.Done += n; report(p) }}
-			lr, err := importer.ImportLayer(gctx, r.ostree, counted, importer.LayerOptions{
-				MediaType: l.MediaType, Digest: l.Digest.String(), DiffID: l.DiffID.String(), Size: l.Size,
-				KeepVar: opts.KeepVar, AllowNonUsr: opts.AllowNonUsr,
-			})
-			if err != nil {
-				return fmt.Errorf("layer %s: %w", l.Digest, err)
-			}
-			commits[i] = lr.Commit
-			p.Finished = true
-			report(p)
-			mu.Lock()
-			res.LayersFetched++
-			res.BytesFetched += lr.Size
-			mu.Unlock()
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	return commits, nil
-}
-
-// newProgressReporter serialises calls to fn; a nil fn reports nothing.
-func newProgressReporter(fn func(Progress), layers int) func(Progress) {
-	if fn == nil {
-		return func(Progress) {}
-	}
-	var mu sync.Mutex
-	return func(p Progress) {
-		p.Layers = layers
-		mu.Lock()
-		defer mu.Unlock()
-		fn(p)
-	}
-}
-
-// progressReader calls onRead with the size of every read.
-type progressReader struct {
-	r      io.Reader
-	onRead func(int64)
-}
-
-func (p *progressReader) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
-	if n > 0 {
-		p.onRead(int64(n))
-	}
-	return n, err
+	return md
 }

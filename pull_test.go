@@ -79,7 +79,7 @@ func TestPullPreparedFetchesExactlyThePreparedDigest(t *testing.T) {
 			assert.Equal(t, v1.ManifestDigest, first.Pulled.ManifestDigest)
 
 			e.push(v2)
-			require.True(t, e.mustPrepare().Persisted)
+			require.True(t, e.mustPrepare().Persisted())
 			e.push(v3)
 			e.reg.Reset()
 
@@ -120,7 +120,7 @@ func TestPullPreparedGone(t *testing.T) {
 			_, err := updatecache.Pull(e.ctx, e.repo, e.ref, e.pullOptions())
 			require.NoError(t, err)
 			d2 := e.push(v2)
-			require.True(t, e.mustPrepare().Persisted)
+			require.True(t, e.mustPrepare().Persisted())
 			e.push(v3)
 			if what == "manifest" {
 				require.NoError(t, e.reg.DeleteManifest(e.ctx, "os/base", d2))

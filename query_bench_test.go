@@ -14,6 +14,7 @@ import (
 
 	"github.com/osimage/updatecache"
 	"github.com/osimage/updatecache/internal/gvariant"
+	"github.com/osimage/updatecache/internal/keys"
 	"github.com/osimage/updatecache/internal/ostree"
 	"github.com/osimage/updatecache/updatecachetest"
 )
@@ -110,7 +111,7 @@ func cachedUpdateRepo(b *testing.B) (repoPath, ref, commit string) {
 	res, err := updatecache.Prepare(ctx, repo, ref, updatecache.PrepareOptions{
 		RegistryOptions: updatecache.RegistryOptions{SystemContext: sys},
 	})
-	if err != nil || !res.Persisted {
+	if err != nil || !res.Persisted() {
 		b.Fatalf("Prepare: %v, %+v", err, res)
 	}
 	return repoPath, ref, commit
@@ -220,8 +221,8 @@ func queryFloor(b *testing.B, repoPath, commit string) {
 		}
 		return out
 	}
-	commitSpans := spans(commitPath, "ostree.manifest", "ostree.container.image-config")
-	metaSpans := spans(metaPath, "ostree-ext.cached.manifest", "ostree-ext.cached.config")
+	commitSpans := spans(commitPath, keys.Manifest, keys.ImageConfig)
+	metaSpans := spans(metaPath, keys.CachedManifest, keys.CachedConfig)
 
 	b.ReportAllocs()
 	for b.Loop() {

@@ -55,19 +55,19 @@ func TestRealRegistryCheckFlow(t *testing.T) {
 	}
 
 	res, c := check("no update")
-	assert.False(t, res.UpdateAvailable)
+	assert.False(t, res.UpdateAvailable())
 	assert.Equal(t, checkCounts{1, 0, 0}, c)
 
 	e.push(v2)
 	res, c = check("new update")
-	assert.True(t, res.Persisted, res.Reason)
+	assert.True(t, res.Persisted(), res.Reason)
 	assert.Equal(t, v2.ManifestDigest, res.CachedUpdate.ManifestDigest)
 	assert.Equal(t, checkCounts{1, 1, 1}, c)
 	assert.Equal(t, 1, e.reg.Counts().BlobGETs(v2.ConfigDigest()))
 
 	before := e.stat(e.commitmetaPath(commit))
 	res, c = check("repeated check")
-	assert.True(t, res.UpdateAvailable)
+	assert.True(t, res.UpdateAvailable())
 	assert.Equal(t, checkCounts{1, 0, 0}, c)
 	assert.Equal(t, before, e.stat(e.commitmetaPath(commit)))
 
@@ -91,7 +91,7 @@ func TestRealRegistryDeletedManifest(t *testing.T) {
 	v1, v2, v3 := image(t, "1"), image(t, "2"), image(t, "3")
 	e.deploy(v1, "")
 	e.push(v2)
-	require.True(t, e.mustPrepare().Persisted)
+	require.True(t, e.mustPrepare().Persisted())
 	d3 := e.push(v3)
 	require.NoError(t, e.reg.DeleteManifest(e.ctx, "os/base", d3))
 

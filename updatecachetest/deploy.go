@@ -10,6 +10,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/osimage/updatecache/internal/gvariant"
+	"github.com/osimage/updatecache/internal/keys"
 	"github.com/osimage/updatecache/internal/ostree"
 )
 
@@ -76,11 +77,11 @@ func Deploy(ctx context.Context, repoPath, imageRef string, img *Image, top dige
 	if c.RootMeta, err = repo.WriteMetadataObject(ctx, ostree.ObjectDirMeta, meta); err != nil {
 		return "", err
 	}
-	c.Metadata.Set("ostree.manifest-digest", gvariant.NewString(img.ManifestDigest.String()))
-	c.Metadata.Set("ostree.manifest", gvariant.NewString(string(img.Manifest)))
-	c.Metadata.Set("ostree.container.image-config", gvariant.NewString(string(img.Config.Data)))
+	c.Metadata.Set(keys.ManifestDigest, gvariant.NewString(img.ManifestDigest.String()))
+	c.Metadata.Set(keys.Manifest, gvariant.NewString(string(img.Manifest)))
+	c.Metadata.Set(keys.ImageConfig, gvariant.NewString(string(img.Config.Data)))
 	if top != "" {
-		c.Metadata.Set("updatecache.top-digest", gvariant.NewString(top.String()))
+		c.Metadata.Set(keys.TopDigest, gvariant.NewString(top.String()))
 	}
 	commit, err := repo.WriteCommit(ctx, c)
 	if err != nil {

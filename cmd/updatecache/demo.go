@@ -183,8 +183,8 @@ func (d *demo) checkFindsUpdate() error {
 	if err != nil {
 		return err
 	}
-	if !res.UpdateAvailable || !res.Persisted || res.CachedUpdate.ManifestDigest != v2.ManifestDigest {
-		return fmt.Errorf("check: update %v, persisted %v (%s)", res.UpdateAvailable, res.Persisted, res.Reason)
+	if !res.UpdateAvailable() || !res.Persisted() || res.CachedUpdate.ManifestDigest != v2.ManifestDigest {
+		return fmt.Errorf("check: update %v, persisted %v (%s)", res.UpdateAvailable(), res.Persisted(), res.Reason)
 	}
 	d.say("\n")
 	if err := writeCheck(indent(d.out), res); err != nil {

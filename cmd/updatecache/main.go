@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -116,11 +117,24 @@ func (n *networkFlags) options() (updatecache.RegistryOptions, error) {
 	opts := updatecache.RegistryOptions{SystemContext: sys, Offline: n.offline,
 		VerifySignatures: n.verifySignatures, SignaturePolicyPath: n.signaturePolicy}
 	if n.platform != "" {
-		os, arch, variant, err := updatecache.ParsePlatform(n.platform)
+		p, err := parsePlatform(n.platform)
 		if err != nil {
 			return opts, usageError{err}
 		}
-		opts.Platform = &imgspecv1.Platform{OS: os, Architecture: arch, Variant: variant}
+		opts.Platform = p
 	}
 	return opts, nil
+}
+
+// parsePlatform parses --platform's OS/ARCH[/VARIANT].
+func parsePlatform(s string) (*imgspecv1.Platform, error) {
+	parts := strings.Split(s, "/")
+	if len(parts) < 2 || len(parts) > 3 || slices.Contains(parts, "") {
+		return nil, fmt.Errorf("platform %q: want OS/ARCH[/VARIANT]", s)
+	}
+	p := &imgspecv1.Platform{OS: parts[0], Architecture: parts[1]}
+	if len(parts) == 3 {
+		p.Variant = parts[2]
+	}
+	return p, nil
 }

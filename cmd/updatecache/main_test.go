@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -103,22 +104,22 @@ func TestCheckJSON(t *testing.T) {
 	require.Equal(t, 0, code, stderr)
 	var res map[string]any
 	require.NoError(t, json.Unmarshal([]byte(stdout), &res))
-	assert.ElementsMatch(t, []string{"image", "updateAvailable", "persisted", "deployed", "cachedUpdate"}, keys(res))
+	assert.ElementsMatch(t, []string{"image", "updateAvailable", "persisted", "deployed", "cachedUpdate"}, mapKeys(res))
 	assert.Equal(t, e.ref, res["image"])
 	assert.Equal(t, true, res["updateAvailable"])
 	assert.Equal(t, true, res["persisted"])
 	deployed := res["deployed"].(map[string]any)
-	assert.ElementsMatch(t, []string{"imageDigest", "version", "timestamp", "architecture", "mergeCommit"}, keys(deployed))
+	assert.ElementsMatch(t, []string{"imageDigest", "version", "timestamp", "architecture", "mergeCommit"}, mapKeys(deployed))
 	assert.Equal(t, e.commit, deployed["mergeCommit"])
 	assert.Equal(t, "1", deployed["version"])
 	cached := res["cachedUpdate"].(map[string]any)
-	assert.ElementsMatch(t, []string{"imageDigest", "version", "timestamp", "architecture", "checkedAt", "manifestDiff"}, keys(cached))
+	assert.ElementsMatch(t, []string{"imageDigest", "version", "timestamp", "architecture", "checkedAt", "manifestDiff"}, mapKeys(cached))
 	assert.Equal(t, v2.ManifestDigest.String(), cached["imageDigest"])
 	assert.Equal(t, "2", cached["version"])
 	assert.Equal(t, "2026-03-04T05:06:07Z", cached["timestamp"])
 	assert.Equal(t, "amd64", cached["architecture"])
 	diff := cached["manifestDiff"].(map[string]any)
-	assert.ElementsMatch(t, []string{"total", "totalSize", "nRemoved", "removedSize", "nAdded", "addedSize"}, keys(diff))
+	assert.ElementsMatch(t, []string{"total", "totalSize", "nRemoved", "removedSize", "nAdded", "addedSize"}, mapKeys(diff))
 	assert.Equal(t, float64(2), diff["total"])
 	assert.Equal(t, float64(1), diff["nAdded"])
 	assert.Equal(t, float64(v2.Layers[1].Size), diff["addedSize"])
@@ -136,7 +137,7 @@ func TestCheckJSON(t *testing.T) {
 	assert.Equal(t, deployed, st.Images[0]["deployed"])
 }
 
-func keys(m map[string]any) []string {
+func mapKeys(m map[string]any) []string {
 	var ks []string
 	for k := range m {
 		ks = append(ks, k)
@@ -338,4 +339,27 @@ func TestPruneCommand(t *testing.T) {
 	require.Equal(t, 0, code, stderr)
 	assert.Contains(t, stdout, "Removed 1 refs and ")
 	testtool.RunOstree(t, "fsck", "--repo="+e.repo)
+}
+
+func TestParsePlatform(t *testing.T) {
+	tests := []struct {
+		in   string
+		want *imgspecv1.Platform // nil: an error
+	}{
+		{"linux/amd64", &imgspecv1.Platform{OS: "linux", Architecture: "amd64"}},
+		{"linux/arm/v7", &imgspecv1.Platform{OS: "linux", Architecture: "arm", Variant: "v7"}},
+		{"linux", nil},
+		{"linux//v7", nil},
+		{"linux/amd64/", nil},
+		{"a/b/c/d", nil},
+	}
+	for _, tt := range tests {
+		got, err := parsePlatform(tt.in)
+		if tt.want == nil {
+			assert.Error(t, err, tt.in)
+			continue
+		}
+		require.NoError(t, err, tt.in)
+		assert.Equal(t, tt.want, got, tt.in)
+	}
 }

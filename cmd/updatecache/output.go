@@ -94,8 +94,8 @@ func cachedStatus(u *updatecache.CachedUpdate) *cachedUpdateJSON {
 func checkJSON(res *updatecache.PrepareResult) checkResultJSON {
 	return checkResultJSON{
 		Image:           res.Image,
-		UpdateAvailable: res.UpdateAvailable,
-		Persisted:       res.Persisted,
+		UpdateAvailable: res.UpdateAvailable(),
+		Persisted:       res.Persisted(),
 		Reason:          res.Reason,
 		Deployed:        deployedStatus(res.Deployed),
 		CachedUpdate:    cachedStatus(res.CachedUpdate),
@@ -119,13 +119,13 @@ func writeJSON(w io.Writer, v any) error {
 // writeCheck prints a check result the way bootc upgrade --check does.
 func writeCheck(w io.Writer, res *updatecache.PrepareResult) error {
 	ew := &errWriter{w: w}
-	if !res.UpdateAvailable {
+	if !res.UpdateAvailable() {
 		ew.printf("No changes in: %s\n", res.Image)
 	} else {
 		ew.printf("Update available for: %s\n", res.Image)
 		writeUpdate(ew, res.CachedUpdate)
 	}
-	if res.Reason != "" && (res.UpdateAvailable && !res.Persisted) {
+	if res.Reason != "" && (res.UpdateAvailable() && !res.Persisted()) {
 		ew.printf("Not cached: %s\n", res.Reason)
 	}
 	return ew.err

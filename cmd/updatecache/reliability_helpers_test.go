@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/osimage/updatecache/internal/gvariant"
+	"github.com/osimage/updatecache/internal/keys"
 	"github.com/osimage/updatecache/internal/ostree"
 	"github.com/osimage/updatecache/internal/testtool"
 )
@@ -48,15 +49,6 @@ func newLongCLIEnv(t *testing.T, d time.Duration) *cliEnv {
 	return e
 }
 
-// Keys the reliability tests read: ostree-ext's cached update, and the
-// prefix every key of a cached update has.
-const (
-	keyCachedDigest   = "ostree-ext.cached.manifest-digest"
-	keyCachedManifest = "ostree-ext.cached.manifest"
-	keyCachedConfig   = "ostree-ext.cached.config"
-)
-
-var cachedKeyPrefixes = []string{"ostree-ext.cached.", "updatecache.cached."}
 
 // checkArgs and pullArgs are the command lines of check and pull for e.
 func (e *cliEnv) checkArgs() []string {
@@ -186,25 +178,23 @@ func readCommitmeta(t *testing.T, repo, commit string) []byte {
 // present at all.
 func cachedDigest(t *testing.T, repo, commit string) string {
 	t.Helper()
-	printed, ok := detachedKey(t, repo, commit, keyCachedDigest)
+	printed, ok := detachedKey(t, repo, commit, keys.CachedManifestDigest)
 	md, err := gvariant.UnmarshalVarDict(readCommitmeta(t, repo, commit))
 	require.NoError(t, err, "detached metadata of %s", commit)
-	d, present, err := md.LookupString(keyCachedDigest)
+	d, present, err := md.LookupString(keys.CachedManifestDigest)
 	require.NoError(t, err)
-	require.Equal(t, ok, present, "libostree and our decoder disagree on %s", keyCachedDigest)
+	require.Equal(t, ok, present, "libostree and our decoder disagree on %s", keys.CachedManifestDigest)
 	if !present {
 		for _, entry := range md {
-			for _, p := range cachedKeyPrefixes {
-				require.False(t, strings.HasPrefix(entry.Key, p), "cached key %s without %s", entry.Key, keyCachedDigest)
-			}
+			require.NotContains(t, keys.CachedUpdate, entry.Key, "cached key %s without %s", entry.Key, keys.CachedManifestDigest)
 		}
 		return ""
 	}
 	require.Equal(t, printed, d)
-	manifest, ok, err := md.LookupString(keyCachedManifest)
-	require.True(t, ok && err == nil, "%s: %v", keyCachedManifest, err)
-	config, ok, err := md.LookupString(keyCachedConfig)
-	require.True(t, ok && err == nil, "%s: %v", keyCachedConfig, err)
+	manifest, ok, err := md.LookupString(keys.CachedManifest)
+	require.True(t, ok && err == nil, "%s: %v", keys.CachedManifest, err)
+	config, ok, err := md.LookupString(keys.CachedConfig)
+	require.True(t, ok && err == nil, "%s: %v", keys.CachedConfig, err)
 	require.Equal(t, d, digest.FromString(manifest).String(), "cached manifest does not hash to the cached digest")
 	var m struct {
 		Config struct {

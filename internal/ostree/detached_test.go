@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/osimage/updatecache/internal/gvariant"
+	"github.com/osimage/updatecache/internal/keys"
 	"github.com/osimage/updatecache/internal/testtool"
 )
 
@@ -48,8 +49,8 @@ func TestDetachedMetadataInterop(t *testing.T) {
 
 	// Set our keys next to ostree's: theirs stay byte for byte.
 	changed, err := r.UpdateDetachedMetadata(ctx, sum, func(md gvariant.VarDict) (gvariant.VarDict, error) {
-		md.Set("ostree-ext.cached.manifest-digest", gvariant.NewString("sha256:"+strings.Repeat("1", 64)))
-		md.Set("ostree-ext.cached.manifest", gvariant.NewString(`{"schemaVersion":2}`))
+		md.Set(keys.CachedManifestDigest, gvariant.NewString("sha256:"+strings.Repeat("1", 64)))
+		md.Set(keys.CachedManifest, gvariant.NewString(`{"schemaVersion":2}`))
 		md.Set("counter", gvariant.Variant{Type: "u", Value: uint32(3)})
 		return md, nil
 	})
@@ -70,10 +71,10 @@ func TestDetachedMetadataInterop(t *testing.T) {
 		t.Errorf("entries after update: %+v", after)
 	}
 	for key, want := range map[string]string{
-		"theirs.one":                        "'1'",
-		"theirs.two":                        "'2'",
-		"ostree-ext.cached.manifest-digest": "'sha256:" + strings.Repeat("1", 64) + "'",
-		"ostree-ext.cached.manifest":        `'{"schemaVersion":2}'`,
+		"theirs.one":              "'1'",
+		"theirs.two":              "'2'",
+		keys.CachedManifestDigest: "'sha256:" + strings.Repeat("1", 64) + "'",
+		keys.CachedManifest:       `'{"schemaVersion":2}'`,
 	} {
 		if got := showKey(t, r, sum, "print-detached-metadata-key", key); got != want {
 			t.Errorf("ostree show --print-detached-metadata-key=%s = %q; want %q", key, got, want)
@@ -334,9 +335,9 @@ func BenchmarkReadDetachedMetadata(b *testing.B) {
 	}
 	// A 64 KiB a{sv}: ostree-ext's cached-update keys with a large config.
 	md := gvariant.VarDict{
-		{Key: "ostree-ext.cached.manifest-digest", Value: gvariant.NewString("sha256:" + strings.Repeat("a", 64))},
-		{Key: "ostree-ext.cached.manifest", Value: gvariant.NewString(strings.Repeat("m", 16<<10))},
-		{Key: "ostree-ext.cached.config", Value: gvariant.NewString(strings.Repeat("c", 48<<10-300))},
+		{Key: keys.CachedManifestDigest, Value: gvariant.NewString("sha256:" + strings.Repeat("a", 64))},
+		{Key: keys.CachedManifest, Value: gvariant.NewString(strings.Repeat("m", 16<<10))},
+		{Key: keys.CachedConfig, Value: gvariant.NewString(strings.Repeat("c", 48<<10-300))},
 	}
 	data, err := md.Marshal()
 	if err != nil {

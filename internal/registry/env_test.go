@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	digest "github.com/opencontainers/go-digest"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/docker"
 	"go.podman.io/image/v5/types"
@@ -128,4 +129,15 @@ func multiArch(t testing.TB, version string, format updatecachetest.Format) *upd
 		t.Fatal(err)
 	}
 	return idx
+}
+
+// fetch reads ref's manifest and config, pinned to top when set: Open,
+// Image and Close, as an update check does.
+func fetch(ctx context.Context, c *registry.Client, ref types.ImageReference, top digest.Digest) (*registry.Image, error) {
+	src, err := c.Open(ctx, ref, top)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	return src.Image(ctx)
 }

@@ -33,17 +33,17 @@ func opDigest(ctx context.Context, c *registry.Client, f *fixture) error {
 }
 
 func opFetchTag(ctx context.Context, c *registry.Client, f *fixture) error {
-	_, err := c.Fetch(ctx, f.ref, "")
+	_, err := fetch(ctx, c, f.ref, "")
 	return err
 }
 
 func opFetchDigest(ctx context.Context, c *registry.Client, f *fixture) error {
-	_, err := c.Fetch(ctx, f.ref, f.img.ManifestDigest)
+	_, err := fetch(ctx, c, f.ref, f.img.ManifestDigest)
 	return err
 }
 
 func opFetchMulti(ctx context.Context, c *registry.Client, f *fixture) error {
-	_, err := c.Fetch(ctx, f.multiRef, f.idx.ManifestDigest)
+	_, err := fetch(ctx, c, f.multiRef, f.idx.ManifestDigest)
 	return err
 }
 
@@ -53,7 +53,7 @@ func opCheck(ctx context.Context, c *registry.Client, f *fixture) error {
 	if err != nil {
 		return err
 	}
-	_, err = c.Fetch(ctx, f.ref, d)
+	_, err = fetch(ctx, c, f.ref, d)
 	return err
 }
 
@@ -180,7 +180,7 @@ var faultCases = []faultCase{
 			return []updatecachetest.Fault{fl}
 		},
 		op: func(ctx context.Context, c *registry.Client, f *fixture) error {
-			_, err := c.Fetch(ctx, f.ref, lie)
+			_, err := fetch(ctx, c, f.ref, lie)
 			return err
 		},
 		want: registry.ErrDigestMismatch,
@@ -193,7 +193,7 @@ var faultCases = []faultCase{
 			if err != nil || d != lie {
 				return fmt.Errorf("Digest = %s, %v; want the lie", d, err)
 			}
-			_, err = c.Fetch(ctx, f.ref, d)
+			_, err = fetch(ctx, c, f.ref, d)
 			return err
 		},
 		want: registry.ErrManifestUnknown,
@@ -202,7 +202,7 @@ var faultCases = []faultCase{
 		name:   "lying Docker-Content-Digest on GET is ignored",
 		faults: faults(getManifest(updatecachetest.Fault{Digest: lie.String()})),
 		op: func(ctx context.Context, c *registry.Client, f *fixture) error {
-			img, err := c.Fetch(ctx, f.ref, "")
+			img, err := fetch(ctx, c, f.ref, "")
 			if err == nil && img.TopDigest != f.img.ManifestDigest {
 				return fmt.Errorf("TopDigest %s, want the hash of the bytes %s", img.TopDigest, f.img.ManifestDigest)
 			}
@@ -231,7 +231,7 @@ var faultCases = []faultCase{
 			return []updatecachetest.Fault{manifestBody(idx.MediaType, string(body))}
 		},
 		op: func(ctx context.Context, c *registry.Client, f *fixture) error {
-			_, err := c.Fetch(ctx, f.multiRef, "")
+			_, err := fetch(ctx, c, f.multiRef, "")
 			return err
 		},
 		want: registry.ErrTooLarge,

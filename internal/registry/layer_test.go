@@ -150,7 +150,7 @@ func TestCheckSessions(t *testing.T) {
 		t.Errorf("Digest: want 1 ping and 1 HEAD; %v", n)
 	}
 	e.reg.Reset()
-	if _, err := c.Fetch(ctx, ref, d); err != nil {
+	if _, err := fetch(ctx, c, ref, d); err != nil {
 		t.Fatal(err)
 	}
 	if n := e.reg.Counts(); n.Ping != 1 || n.ManifestGET != 1 || n.BlobGET != 1 || n.Total != 3 {

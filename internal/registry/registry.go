@@ -17,6 +17,7 @@ package registry
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/opencontainers/go-digest"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -107,12 +108,26 @@ func isDocker(ref types.ImageReference) bool {
 	return ref.Transport().Name() == docker.Transport.Name()
 }
 
-// pinnedDigest returns the digest a docker reference is pinned to, or "".
-func pinnedDigest(ref types.ImageReference) digest.Digest {
+// PinnedDigest returns the digest a docker:// reference is pinned to
+// (name@sha256:…), or "".
+func PinnedDigest(ref types.ImageReference) digest.Digest {
 	if c, ok := ref.DockerReference().(reference.Canonical); ok && isDocker(ref) {
 		return c.Digest()
 	}
 	return ""
+}
+
+// Pin returns the docker:// reference ref names, pinned to d instead of its
+// tag or digest. Other transports cannot be pinned.
+func Pin(ref types.ImageReference, d digest.Digest) (types.ImageReference, error) {
+	if !isDocker(ref) {
+		return nil, fmt.Errorf("%w: only docker:// references can be pinned to a digest, not %s", ErrMalformed, transports.ImageName(ref))
+	}
+	canonical, err := reference.WithDigest(reference.TrimNamed(ref.DockerReference()), d)
+	if err != nil {
+		return nil, wrapf(ErrMalformed, err, "pinning %s to %s", transports.ImageName(ref), d)
+	}
+	return docker.NewReference(canonical)
 }
 
 // Digest returns the digest of what ref currently points to: for a
@@ -122,7 +137,7 @@ func pinnedDigest(ref types.ImageReference) digest.Digest {
 func (c *Client) Digest(ctx context.Context, ref types.ImageReference) (digest.Digest, error) {
 	name := transports.ImageName(ref)
 	if isDocker(ref) {
-		if d := pinnedDigest(ref); d != "" {
+		if d := PinnedDigest(ref); d != "" {
 			return d, nil
 		}
 		d, err := docker.GetDigest(ctx, c.sys, ref)
@@ -143,32 +158,14 @@ func (c *Client) Digest(ctx context.Context, ref types.ImageReference) (digest.D
 	return digest.FromBytes(data), nil
 }
 
-// Fetch fetches and verifies the manifest and config of ref, not its
-// layers: Open, Image and Close in one call. With top == "" it fetches
-// whatever ref points to (one manifest GET, plus one for an index's
-// instance); otherwise it fetches exactly top (a docker:// reference is
-// re-pinned to top, so the tag is not consulted) and fails with
-// ErrDigestMismatch if the bytes do not hash to it. For local transports,
-// top must be what ref points to.
-func (c *Client) Fetch(ctx context.Context, ref types.ImageReference, top digest.Digest) (*Image, error) {
-	src, err := c.Open(ctx, ref, top)
-	if err != nil {
-		return nil, err
-	}
-	defer src.Close()
-	return src.Image(ctx)
-}
-
 // open returns an image source for ref, re-pinned to top for docker://.
 func (c *Client) open(ctx context.Context, ref types.ImageReference, top digest.Digest) (types.ImageSource, error) {
 	if top != "" && isDocker(ref) {
-		pinned, err := reference.WithDigest(reference.TrimNamed(ref.DockerReference()), top)
+		pinned, err := Pin(ref, top)
 		if err != nil {
 			return nil, err
 		}
-		if ref, err = docker.NewReference(pinned); err != nil {
-			return nil, err
-		}
+		ref = pinned
 	}
 	return ref.NewImageSource(ctx, c.sys)
 }

@@ -117,9 +117,9 @@ func TestFetch(t *testing.T) {
 
 				for _, by := range []digest.Digest{topDigest, ""} {
 					e.reg.Reset()
-					got, err := c.Fetch(ctx, ref, by)
+					got, err := fetch(ctx, c, ref, by)
 					if err != nil {
-						t.Fatalf("Fetch(%q): %v", by, err)
+						t.Fatalf("fetch(%q): %v", by, err)
 					}
 					if got.TopDigest != topDigest || got.TopMediaType != tc.topType {
 						t.Errorf("top %s %s, want %s %s", got.TopDigest, got.TopMediaType, topDigest, tc.topType)
@@ -172,7 +172,7 @@ func TestPlatformFromSystemContext(t *testing.T) {
 	e.push(t, "choice/os", "stable", idx)
 	sys := *e.sys
 	sys.ArchitectureChoice, sys.VariantChoice = "arm", "v7"
-	got, err := e.client(registry.Options{SystemContext: &sys}).Fetch(ctxFor(t, 30*time.Second), e.ref(t, "choice/os", "stable"), "")
+	got, err := fetch(ctxFor(t, 30*time.Second), e.client(registry.Options{SystemContext: &sys}), e.ref(t, "choice/os", "stable"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +194,7 @@ func TestDeleted(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.Fetch(ctx, ref, d); err != nil {
+		if _, err := fetch(ctx, c, ref, d); err != nil {
 			t.Fatal(err)
 		}
 		if err := e.reg.DeleteManifest(ctx, "deleted/os", d); err != nil {
@@ -204,8 +204,8 @@ func TestDeleted(t *testing.T) {
 			t.Errorf("Digest after delete: %v, want ErrManifestUnknown", err)
 		}
 		for _, by := range []digest.Digest{d, ""} {
-			if _, err := c.Fetch(ctx, ref, by); !errors.Is(err, registry.ErrManifestUnknown) {
-				t.Errorf("Fetch(%q) after delete: %v, want ErrManifestUnknown", by, err)
+			if _, err := fetch(ctx, c, ref, by); !errors.Is(err, registry.ErrManifestUnknown) {
+				t.Errorf("fetch(%q) after delete: %v, want ErrManifestUnknown", by, err)
 			}
 		}
 	})
@@ -223,7 +223,7 @@ func TestRegistryGone(t *testing.T) {
 	if _, err := c.Digest(ctx, ref); !errors.Is(err, registry.ErrUnavailable) {
 		t.Errorf("Digest: %v, want ErrUnavailable", err)
 	}
-	if _, err := c.Fetch(ctx, ref, img.ManifestDigest); !errors.Is(err, registry.ErrUnavailable) {
+	if _, err := fetch(ctx, c, ref, img.ManifestDigest); !errors.Is(err, registry.ErrUnavailable) {
 		t.Errorf("Fetch: %v, want ErrUnavailable", err)
 	}
 }
@@ -254,7 +254,7 @@ func TestLocalLayout(t *testing.T) {
 			if err != nil || d != top {
 				t.Fatalf("Digest: %s, %v; want %s", d, err, top)
 			}
-			got, err := c.Fetch(ctx, ref, d)
+			got, err := fetch(ctx, c, ref, d)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -262,8 +262,8 @@ func TestLocalLayout(t *testing.T) {
 				t.Errorf("got top %s platform %+v reference %q", got.TopDigest, got.Platform, got.Reference)
 			}
 			other := digest.FromString("something else")
-			if _, err := c.Fetch(ctx, ref, other); !errors.Is(err, registry.ErrDigestMismatch) {
-				t.Errorf("Fetch(other digest): %v, want ErrDigestMismatch", err)
+			if _, err := fetch(ctx, c, ref, other); !errors.Is(err, registry.ErrDigestMismatch) {
+				t.Errorf("fetch(other digest): %v, want ErrDigestMismatch", err)
 			}
 		})
 	}
@@ -322,12 +322,12 @@ func TestAuth(t *testing.T) {
 				t.Fatalf("Digest: %v, want %v", err, tc.want)
 			}
 			if tc.want != nil {
-				if _, err := c.Fetch(ctx, ref, img.ManifestDigest); !errors.Is(err, tc.want) {
+				if _, err := fetch(ctx, c, ref, img.ManifestDigest); !errors.Is(err, tc.want) {
 					t.Fatalf("Fetch: %v, want %v", err, tc.want)
 				}
 				return
 			}
-			got, err := c.Fetch(ctx, ref, d)
+			got, err := fetch(ctx, c, ref, d)
 			if err != nil || got.ConfigDigest != img.ConfigDigest() {
 				t.Fatalf("Fetch: %v", err)
 			}

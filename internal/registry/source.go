@@ -46,7 +46,7 @@ func (c *Client) Open(ctx context.Context, ref types.ImageReference, top digest.
 			return nil, wrapf(ErrMalformed, err, "requested digest %q", top)
 		}
 	} else {
-		top = pinnedDigest(ref)
+		top = PinnedDigest(ref)
 	}
 	src, err := c.open(ctx, ref, top)
 	if err != nil {

@@ -1,0 +1,127 @@
+package updatecache
+
+import (
+	"context"
+	"fmt"
+
+	digest "github.com/opencontainers/go-digest"
+	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/image/v5/types"
+
+	"github.com/osimage/updatecache/internal/registry"
+)
+
+// RegistryOptions say how to reach registries; Prepare and the pulls share
+// them.
+type RegistryOptions struct {
+	// SystemContext carries containers/image settings: auth file, TLS
+	// (DockerInsecureSkipTLSVerify), registries.conf, certificates and the
+	// OS/architecture/variant choices. Nil means the defaults, which read the
+	// usual files (auth.json, registries.conf) as podman and skopeo do.
+	SystemContext *types.SystemContext
+	// Platform selects the instance of a multi-arch image. Nil means the
+	// SystemContext choices, else the running platform.
+	Platform *imgspecv1.Platform
+	// Offline forbids network access: anything that needs it fails with
+	// ErrOffline.
+	Offline bool
+	// MaxManifestSize and MaxConfigSize cap what is read from the network;
+	// zero means the defaults of 4 MiB each.
+	MaxManifestSize int64
+	MaxConfigSize   int64
+	// VerifySignatures evaluates the signature policy (policy.json) for
+	// every image fetched: Prepare records the verdict with the cached
+	// update, Pull refuses an image the policy rejects (ErrPolicyRejected)
+	// before importing anything. References written ostree-image-signed:REF
+	// turn it on. It needs the build tag containers_image_openpgp (without
+	// it: ErrPolicyUnsupported).
+	VerifySignatures bool
+	// SignaturePolicyPath names the policy; "" means the SystemContext's,
+	// else /etc/containers/policy.json.
+	SignaturePolicyPath string
+}
+
+// SignatureVerdict is the signature policy's verdict on an image.
+type SignatureVerdict struct {
+	Allowed bool
+	// Reason says why the policy rejects the image.
+	Reason string
+}
+
+// fetchedImage is an image's manifest and config as the registry served
+// them (verified against their digests) and what they say.
+type fetchedImage struct {
+	raw   *registry.Image
+	image *Image
+}
+
+func (o *RegistryOptions) client() *registry.Client {
+	return registry.New(registry.Options{
+		SystemContext:   o.SystemContext,
+		Platform:        o.Platform,
+		MaxManifestSize: o.MaxManifestSize,
+		MaxConfigSize:   o.MaxConfigSize,
+	})
+}
+
+// open opens the image ir names, pinned to top ("" for whatever it names
+// now), and reads its manifest and config. The source stays open for the
+// layers; the caller closes it.
+func (o *RegistryOptions) open(ctx context.Context, ir *imageRef, top digest.Digest) (*registry.Source, *fetchedImage, error) {
+	if o.Offline {
+		return nil, nil, fmt.Errorf("%w: fetching %s", ErrOffline, ir.name)
+	}
+	src, err := o.client().Open(ctx, ir.ref, top)
+	if err != nil {
+		return nil, nil, fmt.Errorf("fetching %s: %w", ir.name, err)
+	}
+	raw, err := src.Image(ctx)
+	if err != nil {
+		src.Close()
+		return nil, nil, fmt.Errorf("fetching %s: %w", ir.name, err)
+	}
+	img, err := parseImage(raw.ManifestDigest, raw.Manifest, raw.Config)
+	if err != nil {
+		src.Close()
+		return nil, nil, err
+	}
+	img.TopDigest = raw.TopDigest
+	return src, &fetchedImage{raw: raw, image: img}, nil
+}
+
+// fetch reads the manifest and config of the image pinned to top, with the
+// signature verdict when asked for.
+func (o *RegistryOptions) fetch(ctx context.Context, ir *imageRef, top digest.Digest) (*fetchedImage, *SignatureVerdict, error) {
+	src, f, err := o.open(ctx, ir, top)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer src.Close()
+	v, err := o.verdict(ctx, ir, src, f)
+	return f, v, err
+}
+
+// verdict evaluates the signature policy for the image when asked to: nil
+// when signatures are not verified.
+func (o *RegistryOptions) verdict(ctx context.Context, ir *imageRef, src *registry.Source, f *fetchedImage) (*SignatureVerdict, error) {
+	if !o.VerifySignatures && !ir.signed {
+		return nil, nil
+	}
+	v, err := src.CheckPolicy(ctx, f.raw, o.SignaturePolicyPath)
+	if err != nil {
+		return nil, fmt.Errorf("signature policy for %s: %w", ir.name, err)
+	}
+	return &SignatureVerdict{Allowed: v.Allowed, Reason: v.Reason}, nil
+}
+
+// digest asks the registry what ir names now: one HEAD for a tag.
+func (o *RegistryOptions) digest(ctx context.Context, ir *imageRef) (digest.Digest, error) {
+	if o.Offline {
+		return "", fmt.Errorf("%w: checking %s", ErrOffline, ir.name)
+	}
+	top, err := o.client().Digest(ctx, ir.ref)
+	if err != nil {
+		return "", fmt.Errorf("checking %s: %w", ir.name, err)
+	}
+	return top, nil
+}

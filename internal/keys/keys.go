@@ -1,0 +1,50 @@
+// Package keys is the one home of the names written into an OSTree
+// repository's metadata for container images: ostree-ext's (the library in
+// rpm-ostree and bootc), which this library shares so that those tools and
+// it can use one repository, and this library's own additions. Ref names
+// (ostree/container/image/…, ostree/container/blob/…) are part of the
+// repository format and live in internal/ostree.
+package keys
+
+// Commit metadata of an image's merge commit (ostree-ext's keys, all of type s).
+const (
+	// ManifestDigest is the digest of the per-platform manifest (never an index).
+	ManifestDigest = "ostree.manifest-digest"
+	// Manifest is the manifest's JSON (ostree-ext may re-serialise it).
+	Manifest = "ostree.manifest"
+	// ImageConfig is the image config's JSON ("null" for very old imports).
+	ImageConfig = "ostree.container.image-config"
+	// ImporterVersion names the program that wrote the commit (informational).
+	ImporterVersion = "ostree.importer.version"
+	// TopDigest (this library's) is the digest the tag pointed to when the
+	// image was pulled: an index for multi-arch images.
+	TopDigest = "updatecache.top-digest"
+)
+
+// Detached metadata of the deployed merge commit: the cached update.
+const (
+	// CachedManifestDigest, CachedManifest and CachedConfig are ostree-ext's
+	// keys: the new per-platform manifest's digest, that manifest and its
+	// config. No digest means no cached update.
+	CachedManifestDigest = "ostree-ext.cached.manifest-digest"
+	CachedManifest       = "ostree-ext.cached.manifest"
+	CachedConfig         = "ostree-ext.cached.config"
+	// CachedTopDigest, CachedCheckedAt (RFC 3339), CachedPlatform
+	// (os/arch[/variant]) and CachedSignature ("accepted", or "rejected: "
+	// and the reason) are this library's additions beside them.
+	CachedTopDigest = "updatecache.cached.top-digest"
+	CachedCheckedAt = "updatecache.cached.checked-at"
+	CachedPlatform  = "updatecache.cached.platform"
+	CachedSignature = "updatecache.cached.signature"
+	// DeployedTopDigest records the top-level digest learned for an image
+	// another tool deployed, so the next check of a multi-arch tag is a
+	// HEAD alone.
+	DeployedTopDigest = "updatecache.deployed.top-digest"
+)
+
+// CachedUpdate lists every key of a cached update, ostree-ext's and this
+// library's: what clearing a cached update removes, and nothing else.
+var CachedUpdate = []string{
+	CachedManifestDigest, CachedManifest, CachedConfig,
+	CachedTopDigest, CachedCheckedAt, CachedPlatform, CachedSignature,
+}

@@ -1,0 +1,117 @@
+package updatecache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/osimage/updatecache/internal/importer"
+	"github.com/osimage/updatecache/internal/ostree"
+	"github.com/osimage/updatecache/internal/registry"
+)
+
+// fetchLayers returns the layer commit of every layer of img, importing the
+// ones the repository lacks, a bounded number at a time.
+func (r *Repo) fetchLayers(ctx context.Context, src *registry.Source, img *Image, opts PullOptions, res *PullResult) ([]string, error) {
+	commits := make([]string, len(img.Layers))
+	report := newProgressReporter(opts.Progress, len(img.Layers))
+	// Every layer is looked up before any download starts, so that a failure
+	// here never leaves imports running behind the returned error.
+	var missing []int
+	for i, l := range img.Layers {
+		blobRef, err := ostree.BlobRefName(l.Digest.String())
+		if err != nil {
+			return nil, fmt.Errorf("%w: layer %s: %v", ErrInvalidMetadata, l.Digest, err)
+		}
+		commit, err := r.ostree.ResolveRef(blobRef)
+		switch {
+		case err == nil:
+			commits[i] = commit
+		case !errors.Is(err, ostree.ErrRefNotFound):
+			return nil, err
+		case l.DiffID == "":
+			return nil, fmt.Errorf("%w: layer %d (%s) has no diff ID in the config", ErrInvalidMetadata, i, l.Digest)
+		default:
+			missing = append(missing, i)
+		}
+	}
+	for i, l := range img.Layers {
+		if commits[i] != "" {
+			res.LayersReused++
+			report(Progress{Layer: l.Digest, Index: i, Total: l.Size, Done: l.Size, Reused: true, Finished: true})
+		}
+	}
+
+	var mu sync.Mutex // guards res
+	g, gctx := errgroup.WithContext(ctx)
+	limit := opts.Concurrency
+	if limit <= 0 {
+		limit = DefaultConcurrency
+	}
+	g.SetLimit(limit)
+	for _, i := range missing {
+		l := img.Layers[i]
+		g.Go(func() error {
+			p := Progress{Layer: l.Digest, Index: i, Total: l.Size}
+			report(p)
+			blob, err := src.Layer(gctx, imgspecv1.Descriptor{MediaType: l.MediaType, Digest: l.Digest, Size: l.Size})
+			if err != nil {
+				return err
+			}
+			defer blob.Close()
+			counted := &progressReader{r: blob, onRead: func(n int64) { p.Done += n; report(p) }}
+			lr, err := importer.ImportLayer(gctx, r.ostree, counted, importer.LayerOptions{
+				MediaType: l.MediaType, Digest: l.Digest.String(), DiffID: l.DiffID.String(), Size: l.Size,
+				KeepVar: opts.KeepVar, AllowNonUsr: opts.AllowNonUsr,
+			})
+			if err != nil {
+				return fmt.Errorf("layer %s: %w", l.Digest, err)
+			}
+			commits[i] = lr.Commit
+			p.Finished = true
+			report(p)
+			mu.Lock()
+			res.LayersFetched++
+			res.BytesFetched += lr.Size
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return commits, nil
+}
+
+// newProgressReporter serialises calls to fn; a nil fn reports nothing.
+func newProgressReporter(fn func(Progress), layers int) func(Progress) {
+	if fn == nil {
+		return func(Progress) {}
+	}
+	var mu sync.Mutex
+	return func(p Progress) {
+		p.Layers = layers
+		mu.Lock()
+		defer mu.Unlock()
+		fn(p)
+	}
+}
+
+// progressReader calls onRead with the size of every read.
+type progressReader struct {
+	r      io.Reader
+	onRead func(int64)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.onRead(int64(n))
+	}
+	return n, err
+}
