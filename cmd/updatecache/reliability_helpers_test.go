@@ -49,7 +49,6 @@ func newLongCLIEnv(t *testing.T, d time.Duration) *cliEnv {
 	return e
 }
 
-
 // checkArgs and pullArgs are the command lines of check and pull for e.
 func (e *cliEnv) checkArgs() []string {
 	return append(append([]string{"check"}, e.netArgs()...), e.ref)
