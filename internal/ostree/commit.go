@@ -35,21 +35,21 @@ func EncodeCommit(c *Commit) ([]byte, error) {
 	if c.Parent != "" {
 		p, err := checksumBytes(c.Parent)
 		if err != nil {
-			return nil, fmt.Errorf("ostree: commit parent: %w", err)
+			return nil, fmt.Errorf("commit parent: %w", err)
 		}
 		parent = p
 	}
 	tree, err := checksumBytes(c.RootTree)
 	if err != nil {
-		return nil, fmt.Errorf("ostree: commit root tree: %w", err)
+		return nil, fmt.Errorf("commit root tree: %w", err)
 	}
 	meta, err := checksumBytes(c.RootMeta)
 	if err != nil {
-		return nil, fmt.Errorf("ostree: commit root dirmeta: %w", err)
+		return nil, fmt.Errorf("commit root dirmeta: %w", err)
 	}
 	secs := c.Timestamp.Unix()
 	if secs < 0 {
-		return nil, fmt.Errorf("ostree: commit timestamp %v is before 1970", c.Timestamp)
+		return nil, fmt.Errorf("%w: commit timestamp %v is before 1970", ErrInvalidObject, c.Timestamp)
 	}
 	md := c.Metadata
 	if md == nil {
@@ -57,7 +57,7 @@ func EncodeCommit(c *Commit) ([]byte, error) {
 	}
 	data, err := gvariant.Marshal(commitType, []any{md, parent, []any{}, c.Subject, c.Body, be64(uint64(secs)), tree, meta})
 	if err != nil {
-		return nil, fmt.Errorf("ostree: encode commit: %w", err)
+		return nil, fmt.Errorf("encode commit: %w", err)
 	}
 	return data, nil
 }
@@ -136,7 +136,7 @@ func (r *Repo) WriteCommit(ctx context.Context, c *Commit) (string, error) {
 			return "", err
 		}
 		if !ok {
-			return "", fmt.Errorf("ostree: write commit: %w: root %s %s", ErrObjectNotFound, o.t, o.sum)
+			return "", fmt.Errorf("write commit: %w: root %s %s", ErrObjectNotFound, o.t, o.sum)
 		}
 	}
 	return r.WriteMetadataObject(ctx, ObjectCommit, data)

@@ -32,7 +32,7 @@ func (r *Repo) readDetached(checksum string) (path string, data []byte, exists b
 	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR):
 		return path, nil, false, nil
 	case err != nil:
-		return path, nil, false, fmt.Errorf("ostree: read detached metadata: %w", err)
+		return path, nil, false, fmt.Errorf("read detached metadata: %w", err)
 	}
 	return path, data, true, nil
 }
@@ -69,7 +69,7 @@ func (r *Repo) ReadDetachedMetadata(checksum string) (md gvariant.VarDict, exist
 func (r *Repo) WriteDetachedMetadata(ctx context.Context, checksum string, md gvariant.VarDict) error {
 	data, err := md.Marshal()
 	if err != nil {
-		return fmt.Errorf("ostree: encode detached metadata: %w", err)
+		return fmt.Errorf("encode detached metadata: %w", err)
 	}
 	return r.withDetachedLocks(ctx, checksum, func(path string) error {
 		return writeFileAtomic(r.tmpDir(), filepath.Dir(path), filepath.Base(path), data, 0o644)
@@ -106,7 +106,7 @@ func (r *Repo) UpdateDetachedMetadata(ctx context.Context, checksum string,
 		}
 		data, err := md.Marshal()
 		if err != nil {
-			return fmt.Errorf("ostree: encode detached metadata: %w", err)
+			return fmt.Errorf("encode detached metadata: %w", err)
 		}
 		if bytes.Equal(data, old) && (exists || len(data) == 0) {
 			return nil
@@ -135,12 +135,12 @@ func (r *Repo) withDetachedLocks(ctx context.Context, checksum string, fn func(p
 	// cannot deadlock.
 	unlockOurs, err := lockFile(ctx, filepath.Join(r.path, updateLockName), LockExclusive, r.lockTimeout)
 	if err != nil {
-		return fmt.Errorf("ostree: detached metadata of %s: %w", checksum, err)
+		return fmt.Errorf("detached metadata of %s: %w", checksum, err)
 	}
 	defer unlockOurs()
 	unlockRepo, err := r.Lock(ctx, LockShared)
 	if err != nil {
-		return fmt.Errorf("ostree: detached metadata of %s: %w", checksum, err)
+		return fmt.Errorf("detached metadata of %s: %w", checksum, err)
 	}
 	defer unlockRepo()
 	// Checked under the repository lock: prune cannot remove it from here on.
@@ -149,7 +149,7 @@ func (r *Repo) withDetachedLocks(ctx context.Context, checksum string, fn func(p
 		return err
 	}
 	if !ok {
-		return fmt.Errorf("ostree: detached metadata: %w: commit %s", ErrObjectNotFound, checksum)
+		return fmt.Errorf("detached metadata: %w: commit %s", ErrObjectNotFound, checksum)
 	}
 	return fn(r.ObjectPath(checksum, ObjectCommitMeta))
 }

@@ -172,7 +172,7 @@ func (t *MutableTree) Clear() {
 // be a directory's) and returns its checksum.
 func (s *Stage) WriteDirMeta(ctx context.Context, meta FileMeta) (string, error) {
 	if meta.Symlink != "" {
-		return "", fmt.Errorf("ostree: dirmeta with a symlink target %q", meta.Symlink)
+		return "", fmt.Errorf("%w: dirmeta with a symlink target %q", ErrInvalidObject, meta.Symlink)
 	}
 	data, err := EncodeDirMeta(meta.UID, meta.GID, meta.Mode, meta.Xattrs)
 	if err != nil {
@@ -194,7 +194,7 @@ func (s *Stage) WriteTree(ctx context.Context, t *MutableTree) (string, error) {
 
 func (s *Stage) writeTree(ctx context.Context, t *MutableTree, depth int) (string, error) {
 	if depth > maxTreeDepth {
-		return "", fmt.Errorf("ostree: write tree: more than %d levels deep", maxTreeDepth)
+		return "", fmt.Errorf("%w: write tree: more than %d levels deep", ErrInvalidObject, maxTreeDepth)
 	}
 	if err := s.require(t.meta, ObjectDirMeta); err != nil {
 		return "", err

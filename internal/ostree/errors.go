@@ -35,6 +35,14 @@ var (
 	// ErrReadOnly: a write failed because the repository is not writable
 	// (EROFS, EACCES or EPERM); the os error is wrapped too.
 	ErrReadOnly = errors.New("ostree: repository is read-only")
+	// ErrIO: a file system operation on the repository failed otherwise (a
+	// full disk, a file size limit, an I/O error); the os error is wrapped
+	// too, so errors.Is(err, syscall.ENOSPC) works.
+	ErrIO = errors.New("ostree: repository I/O failed")
+	// ErrInvalidObject: an object to be written cannot be represented (a
+	// commit time before 1970, a dirmeta that is not a directory's, a tree
+	// deeper than libostree reads).
+	ErrInvalidObject = errors.New("ostree: invalid object")
 	// ErrInvalidRef: a ref name, refspec or escaped ref is not well formed.
 	ErrInvalidRef = errors.New("ostree: invalid ref")
 	// ErrInvalidChecksum: a string is not 64 lower-case hex digits, or
@@ -53,7 +61,7 @@ type CorruptError struct {
 }
 
 func (e *CorruptError) Error() string {
-	return fmt.Sprintf("ostree: corrupt %s: %v", e.Path, e.Err)
+	return fmt.Sprintf("%v: %s: %v", ErrCorrupt, e.Path, e.Err)
 }
 
 // Unwrap lets errors.Is match both ErrCorrupt and the cause.
@@ -61,18 +69,29 @@ func (e *CorruptError) Unwrap() []error { return []error{ErrCorrupt, e.Err} }
 
 func corrupt(path string, err error) error { return &CorruptError{Path: path, Err: err} }
 
-// writeError wraps an error from a write path so that permission and
-// read-only-filesystem failures also match ErrReadOnly.
+// writeError wraps an error from a write path: permission and
+// read-only-filesystem failures match ErrReadOnly, others ErrIO.
 func writeError(op, path string, err error) error {
-	// An *os.PathError already names the path (and its own operation).
-	var pe *os.PathError
-	if errors.As(err, &pe) && pe.Path == path {
-		err = pe.Err
-	}
+	err = bareCause(path, err)
 	if isReadOnlyErr(err) {
-		return fmt.Errorf("ostree: %s %s: %w: %w", op, path, ErrReadOnly, err)
+		return fmt.Errorf("%w: %s %s: %w", ErrReadOnly, op, path, err)
 	}
-	return fmt.Errorf("ostree: %s %s: %w", op, path, err)
+	return fmt.Errorf("%w: %s %s: %w", ErrIO, op, path, err)
+}
+
+// readError wraps an error from a read path so that it matches ErrIO (and
+// still fs.ErrNotExist where the file is missing).
+func readError(op, path string, err error) error {
+	return fmt.Errorf("%w: %s %s: %w", ErrIO, op, path, bareCause(path, err))
+}
+
+// bareCause drops an *os.PathError naming path, which the message names
+// already.
+func bareCause(path string, err error) error {
+	if pe, ok := errors.AsType[*os.PathError](err); ok && pe.Path == path {
+		return pe.Err
+	}
+	return err
 }
 
 func isReadOnlyErr(err error) bool {

@@ -28,12 +28,12 @@ func readFileCapped(path string, limit int64, flag int) ([]byte, error) {
 	// O_NONBLOCK: opening a FIFO planted in the repository must not hang.
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|flag, 0)
 	if err != nil {
-		return nil, err
+		return nil, readError("open", path, err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return nil, err
+		return nil, readError("stat", path, err)
 	}
 	if !st.Mode().IsRegular() {
 		return nil, corrupt(path, fmt.Errorf("not a regular file (%s)", st.Mode().Type()))
@@ -45,7 +45,7 @@ func readFileCapped(path string, limit int64, flag int) ([]byte, error) {
 	// more notices a file that grew since.
 	buf := bytes.NewBuffer(make([]byte, 0, st.Size()+bytes.MinRead))
 	if _, err := buf.ReadFrom(io.LimitReader(f, limit+1)); err != nil {
-		return nil, err
+		return nil, readError("read", path, err)
 	}
 	if int64(buf.Len()) > limit {
 		return nil, corrupt(path, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit))

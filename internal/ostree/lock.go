@@ -69,7 +69,7 @@ func lockFile(ctx context.Context, path string, mode LockMode, timeout time.Dura
 	case LockExclusive:
 		ofdType, flockHow = unix.F_WRLCK, unix.LOCK_EX
 	default:
-		return nil, fmt.Errorf("ostree: lock %s: invalid mode %v", path, mode)
+		return nil, fmt.Errorf("%w: lock %s: invalid mode %v", ErrIO, path, mode)
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o660)
 	if err != nil {
@@ -102,7 +102,7 @@ func lockFile(ctx context.Context, path string, mode LockMode, timeout time.Dura
 		// from flock.
 		if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EACCES) {
 			f.Close()
-			return nil, fmt.Errorf("ostree: %s lock on %s: %w", mode, path, err)
+			return nil, fmt.Errorf("%w: %s lock on %s: %w", ErrIO, mode, path, err)
 		}
 		if timer == nil {
 			timer = time.NewTimer(lockRetryInterval)

@@ -81,7 +81,7 @@ func (r *Repo) HasObject(checksum string, t ObjectType) (bool, error) {
 	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR):
 		return false, nil
 	}
-	return false, fmt.Errorf("ostree: stat %s: %w", p, err)
+	return false, readError("stat", p, err)
 }
 
 // isMetadataType reports whether t is a content-addressed metadata object
@@ -98,13 +98,13 @@ func isMetadataType(t ObjectType) bool {
 // lock and is atomic (temp file in objects/XX, fsync, rename, fsync).
 func (r *Repo) WriteMetadataObject(ctx context.Context, t ObjectType, data []byte) (string, error) {
 	if !isMetadataType(t) {
-		return "", fmt.Errorf("ostree: write metadata object: %w: %q", ErrInvalidObjectType, t)
+		return "", fmt.Errorf("write metadata object: %w: %q", ErrInvalidObjectType, t)
 	}
 	if len(data) > maxMetadataObjectSize {
-		return "", fmt.Errorf("ostree: write %s object: %w: %d bytes", t, ErrTooLarge, len(data))
+		return "", fmt.Errorf("write %s object: %w: %d bytes", t, ErrTooLarge, len(data))
 	}
 	if err := validateMetadataObject(t, data); err != nil {
-		return "", fmt.Errorf("ostree: write %s object: %w", t, err)
+		return "", fmt.Errorf("write %s object: %w", t, err)
 	}
 	sum := sha256.Sum256(data)
 	checksum := hex.EncodeToString(sum[:])
@@ -114,7 +114,7 @@ func (r *Repo) WriteMetadataObject(ctx context.Context, t ObjectType, data []byt
 	// across the whole sequence, as a libostree transaction does.
 	unlock, err := r.Lock(ctx, LockShared)
 	if err != nil {
-		return "", fmt.Errorf("ostree: write %s object: %w", t, err)
+		return "", fmt.Errorf("write %s object: %w", t, err)
 	}
 	defer unlock()
 	if ok, err := r.HasObject(checksum, t); err != nil {
@@ -141,7 +141,7 @@ func (r *Repo) ReadMetadataObject(checksum string, t ObjectType) ([]byte, error)
 		return nil, err
 	}
 	if !isMetadataType(t) {
-		return nil, fmt.Errorf("ostree: read metadata object: %w: %q", ErrInvalidObjectType, t)
+		return nil, fmt.Errorf("read metadata object: %w: %q", ErrInvalidObjectType, t)
 	}
 	p := r.ObjectPath(checksum, t)
 	data, err := readFileCapped(p, maxMetadataObjectSize, 0)
@@ -149,7 +149,7 @@ func (r *Repo) ReadMetadataObject(checksum string, t ObjectType) ([]byte, error)
 		return nil, fmt.Errorf("%w: %s %s", ErrObjectNotFound, t, checksum)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("ostree: read %s: %w", p, err)
+		return nil, readError("read", p, err)
 	}
 	if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != checksum {
 		return nil, corrupt(p, fmt.Errorf("content has checksum %x", sum))

@@ -102,22 +102,22 @@ func (s *PruneStats) count(v pruneVictim) {
 func (r *Repo) Prune(ctx context.Context, opts PruneOptions) (*PruneStats, error) {
 	unlock, err := r.Lock(ctx, LockExclusive)
 	if err != nil {
-		return nil, fmt.Errorf("ostree: prune: %w", err)
+		return nil, fmt.Errorf("prune: %w", err)
 	}
 	defer unlock()
 
 	refs, err := r.pruneRoots()
 	if err != nil {
-		return nil, fmt.Errorf("ostree: prune: %w", err)
+		return nil, fmt.Errorf("prune: %w", err)
 	}
 	var drop []string
 	if opts.SelectRefs != nil {
 		selected, err := opts.SelectRefs(maps.Clone(refs.named))
 		if err != nil {
-			return nil, fmt.Errorf("ostree: prune: select refs: %w", err)
+			return nil, fmt.Errorf("prune: select refs: %w", err)
 		}
 		if drop, err = refs.checkSelection(selected); err != nil {
-			return nil, fmt.Errorf("ostree: prune: select refs: %w", err)
+			return nil, fmt.Errorf("prune: select refs: %w", err)
 		}
 	}
 
@@ -130,12 +130,12 @@ func (r *Repo) Prune(ctx context.Context, opts PruneOptions) (*PruneStats, error
 	}
 	for _, root := range roots {
 		if err := w.fromRef(ctx, root); err != nil {
-			return nil, fmt.Errorf("ostree: prune: %w", err)
+			return nil, fmt.Errorf("prune: %w", err)
 		}
 	}
 	victims, kept, err := r.unreachableObjects(ctx, w.set)
 	if err != nil {
-		return nil, fmt.Errorf("ostree: prune: %w", err)
+		return nil, fmt.Errorf("prune: %w", err)
 	}
 
 	stats := &PruneStats{RefsDeleted: []string{}, ByType: map[ObjectType]int{}, ObjectsKept: kept}
@@ -147,13 +147,13 @@ func (r *Repo) Prune(ctx context.Context, opts PruneOptions) (*PruneStats, error
 		return stats, nil
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("ostree: prune: %w", err)
+		return nil, fmt.Errorf("prune: %w", err)
 	}
 	if err := r.removeRefs(drop, stats); err != nil {
-		return stats, fmt.Errorf("ostree: prune: %w", err)
+		return stats, fmt.Errorf("prune: %w", err)
 	}
 	if err := r.deleteObjects(ctx, victims, stats); err != nil {
-		return stats, fmt.Errorf("ostree: prune: %w", err)
+		return stats, fmt.Errorf("prune: %w", err)
 	}
 	return stats, nil
 }
@@ -193,9 +193,10 @@ func (r *Repo) pruneRoots() (*pruneRefs, error) {
 			refs.named[spec] = sum
 			if d.Type()&fs.ModeSymlink != 0 {
 				// readRef has checked the link stays within base.
-				target, err := os.Readlink(filepath.Join(r.path, base, filepath.FromSlash(name)))
+				p := filepath.Join(r.path, base, filepath.FromSlash(name))
+				target, err := os.Readlink(p)
 				if err != nil {
-					return err
+					return readError("read ref alias", p, err)
 				}
 				refs.aliases[spec] = refspecOf(base, path.Join(path.Dir(name), target))
 			}
@@ -435,7 +436,7 @@ func (r *Repo) unreachableObjects(ctx context.Context, set reachSet) (victims []
 	objects := filepath.Join(r.path, "objects")
 	prefixes, err := os.ReadDir(objects)
 	if err != nil {
-		return nil, 0, fmt.Errorf("list objects: %w", err)
+		return nil, 0, readError("list", objects, err)
 	}
 	for _, p := range prefixes {
 		prefix := p.Name()
@@ -448,7 +449,7 @@ func (r *Repo) unreachableObjects(ctx context.Context, set reachSet) (victims []
 		dir := filepath.Join(objects, prefix)
 		entries, err := readDirUnsorted(dir)
 		if err != nil {
-			return nil, 0, fmt.Errorf("list objects: %w", err)
+			return nil, 0, readError("list", dir, err)
 		}
 		for _, e := range entries {
 			sum, t, ok := parseObjectName(prefix, e.Name())
@@ -476,7 +477,7 @@ func (r *Repo) unreachableObjects(ctx context.Context, set reachSet) (victims []
 				continue
 			}
 			if err != nil {
-				return nil, 0, fmt.Errorf("list objects: %w", err)
+				return nil, 0, readError("stat", filepath.Join(dir, e.Name()), err)
 			}
 			victims = append(victims, pruneVictim{sum: sum, t: t, size: info.Size()})
 		}

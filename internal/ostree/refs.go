@@ -94,7 +94,7 @@ func (r *Repo) readRef(loc refLocation) (string, error) {
 			}
 			target, lerr := os.Readlink(p)
 			if lerr != nil {
-				return "", fmt.Errorf("ostree: read ref alias %s: %w", p, lerr)
+				return "", readError("read ref alias", p, lerr)
 			}
 			next := path.Join(path.Dir(loc.name), target)
 			if path.IsAbs(target) || !validRefName(next) {
@@ -110,7 +110,7 @@ func (r *Repo) readRef(loc refLocation) (string, error) {
 			}
 			return "", err
 		default:
-			return "", fmt.Errorf("ostree: read ref %s: %w", p, err)
+			return "", readError("read ref", p, err)
 		}
 	}
 }
@@ -175,7 +175,7 @@ func (r *Repo) ListRefs(prefix string) (map[string]string, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("ostree: list refs %q: %w", prefix, err)
+		return nil, fmt.Errorf("list refs %q: %w", prefix, err)
 	}
 	return refs, nil
 }
@@ -195,7 +195,7 @@ func (r *Repo) walkRefFiles(base, sub string, descend func(dir string) bool, fn 
 			if p == start && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)) {
 				return filepath.SkipAll
 			}
-			return err
+			return readError("list refs in", p, err)
 		}
 		if p == start {
 			if !d.IsDir() {
@@ -235,11 +235,11 @@ func (r *Repo) SetRef(ctx context.Context, ref, checksum string) error {
 		return err
 	}
 	if !ValidChecksum(checksum) {
-		return fmt.Errorf("ostree: set ref %q: %w: %q", ref, ErrInvalidChecksum, checksum)
+		return fmt.Errorf("set ref %q: %w: %q", ref, ErrInvalidChecksum, checksum)
 	}
 	unlock, err := r.Lock(ctx, LockShared)
 	if err != nil {
-		return fmt.Errorf("ostree: set ref %q: %w", ref, err)
+		return fmt.Errorf("set ref %q: %w", ref, err)
 	}
 	defer unlock()
 	ok, err := r.HasObject(checksum, ObjectCommit)
@@ -247,11 +247,11 @@ func (r *Repo) SetRef(ctx context.Context, ref, checksum string) error {
 		return err
 	}
 	if !ok {
-		return fmt.Errorf("ostree: set ref %q: %w: commit %s", ref, ErrObjectNotFound, checksum)
+		return fmt.Errorf("set ref %q: %w: commit %s", ref, ErrObjectNotFound, checksum)
 	}
 	p := filepath.Join(r.path, loc.base, filepath.FromSlash(loc.name))
 	if st, err := os.Lstat(p); err == nil && st.IsDir() {
-		return fmt.Errorf("ostree: set ref %q: %w: %s is a directory of other refs", ref, ErrInvalidRef, p)
+		return fmt.Errorf("set ref %q: %w: %s is a directory of other refs", ref, ErrInvalidRef, p)
 	}
 	dir, file := filepath.Split(p)
 	if err := mkdirAll(dir); err != nil {
@@ -269,7 +269,7 @@ func (r *Repo) DeleteRef(ctx context.Context, ref string) error {
 	}
 	unlock, err := r.Lock(ctx, LockShared)
 	if err != nil {
-		return fmt.Errorf("ostree: delete ref %q: %w", ref, err)
+		return fmt.Errorf("delete ref %q: %w", ref, err)
 	}
 	defer unlock()
 	dir, err := r.removeRef(ref)
@@ -293,7 +293,7 @@ func (r *Repo) removeRef(ref string) (dir string, err error) {
 		return "", fmt.Errorf("%w: %q", ErrRefNotFound, ref)
 	}
 	if err != nil {
-		return "", fmt.Errorf("ostree: delete ref %q: %w", ref, err)
+		return "", readError("stat ref", p, err)
 	}
 	if err := os.Remove(p); err != nil {
 		return "", writeError("delete ref", p, err)

@@ -55,7 +55,7 @@ type Repo struct {
 func Open(path string) (*Repo, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return nil, fmt.Errorf("ostree: open %s: %w", path, err)
+		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	st, err := os.Stat(filepath.Join(abs, "objects"))
 	if err != nil || !st.IsDir() {
@@ -83,7 +83,7 @@ func Open(path string) (*Repo, error) {
 		return nil, fmt.Errorf("%w: %q in %s", ErrUnsupportedRepoVersion, v, cfgPath)
 	}
 	if r.mode, err = parseMode(core["mode"]); err != nil {
-		return nil, fmt.Errorf("ostree: %s: %w", cfgPath, err)
+		return nil, fmt.Errorf("%s: %w", cfgPath, err)
 	}
 	if v, ok := core["lock-timeout-secs"]; ok {
 		secs, err := strconv.ParseInt(v, 10, 32)
@@ -147,16 +147,16 @@ var repoDirs = []string{"tmp", "tmp/cache", "extensions", "state", "refs", "refs
 func Create(path string, mode Mode) (*Repo, error) {
 	m, err := parseMode(string(mode))
 	if err != nil || mode == "" {
-		return nil, fmt.Errorf("ostree: create %s: %w: %q", path, ErrUnsupportedMode, mode)
+		return nil, fmt.Errorf("create %s: %w: %q", path, ErrUnsupportedMode, mode)
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return nil, fmt.Errorf("ostree: create %s: %w", path, err)
+		return nil, fmt.Errorf("create %s: %w", path, err)
 	}
 	if _, err := os.Lstat(filepath.Join(abs, "objects")); err == nil {
 		return nil, fmt.Errorf("%w: %s", ErrRepositoryExists, abs)
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("ostree: create %s: %w", abs, err)
+		return nil, writeError("create", abs, err)
 	}
 	if err := mkdirAll(abs); err != nil {
 		return nil, err

@@ -96,11 +96,11 @@ func (k objectKey) checksum() string { return hex.EncodeToString(k.sum[:]) }
 // Stage. bare-split-xattrs repositories are refused (ErrUnsupportedMode).
 func (r *Repo) BeginStage(ctx context.Context) (*Stage, error) {
 	if r.mode == ModeBareSplitXattrs {
-		return nil, fmt.Errorf("ostree: write content: %w: %s is not supported for writing", ErrUnsupportedMode, r.mode)
+		return nil, fmt.Errorf("write content: %w: %s is not supported for writing", ErrUnsupportedMode, r.mode)
 	}
 	unlockRepo, err := r.Lock(ctx, LockShared)
 	if err != nil {
-		return nil, fmt.Errorf("ostree: begin stage: %w", err)
+		return nil, fmt.Errorf("begin stage: %w", err)
 	}
 	s := &Stage{
 		repo:       r,
@@ -142,7 +142,7 @@ func (s *Stage) makeDir(ctx context.Context) error {
 		unlock, err := lockFile(ctx, dir+"-lock", LockExclusive, 0)
 		if err != nil {
 			os.Remove(dir)
-			return fmt.Errorf("ostree: lock staging directory: %w", err)
+			return fmt.Errorf("lock staging directory: %w", err)
 		}
 		s.dir, s.unlockDir = dir, unlock
 		return nil
@@ -346,16 +346,16 @@ func (s *Stage) writeContentFile(tmp string, meta FileMeta, size int64, content 
 		// chown before the chmod in finishFile (chown clears setuid) and
 		// before the xattrs (it clears security.capability).
 		if err := unix.Fchown(f.fd, int(meta.UID), int(meta.GID)); err != nil {
-			return fmt.Errorf("ostree: chown %s (bare repositories need root): %w", tmp, err)
+			return writeError("chown (bare repositories need root)", tmp, err)
 		}
 		for _, x := range meta.Xattrs {
 			if err := unix.Fsetxattr(f.fd, x.Name, x.Value, 0); err != nil {
-				return fmt.Errorf("ostree: set xattr %s on %s: %w", x.Name, tmp, err)
+				return writeError("set xattr "+x.Name+" on", tmp, err)
 			}
 		}
 		return s.finishFile(f, meta.Mode&ModePermsMask, true)
 	}
-	return fmt.Errorf("ostree: write content: %w: %s", ErrUnsupportedMode, s.repo.mode)
+	return fmt.Errorf("write content: %w: %s", ErrUnsupportedMode, s.repo.mode)
 }
 
 // writeSymlink stores a symlink as a real one (bare and bare-user-only).
@@ -367,11 +367,11 @@ func (s *Stage) writeSymlink(tmp string, meta FileMeta) error {
 		return nil
 	}
 	if err := os.Lchown(tmp, int(meta.UID), int(meta.GID)); err != nil {
-		return fmt.Errorf("ostree: chown %s (bare repositories need root): %w", tmp, err)
+		return writeError("chown (bare repositories need root)", tmp, err)
 	}
 	for _, x := range meta.Xattrs {
 		if err := unix.Lsetxattr(tmp, x.Name, x.Value, 0); err != nil {
-			return fmt.Errorf("ostree: set xattr %s on %s: %w", x.Name, tmp, err)
+			return writeError("set xattr "+x.Name+" on", tmp, err)
 		}
 	}
 	return nil
@@ -446,7 +446,7 @@ func (s *Stage) copyContent(w io.Writer, r io.Reader, size int64) error {
 	}
 	n, err := io.CopyBuffer(w, io.LimitReader(r, size), s.buf)
 	if err != nil {
-		return fmt.Errorf("ostree: write content: %w", err)
+		return fmt.Errorf("write content: %w", err)
 	}
 	if n < size {
 		return fmt.Errorf("%w: content ended after %d of %d bytes: %w", ErrInvalidContent, n, size, io.ErrUnexpectedEOF)

@@ -81,13 +81,13 @@ const dirMetaModeMask = ModeTypeMask | ModePermsMask
 // NUL.
 func EncodeDirMeta(uid, gid, mode uint32, xattrs []Xattr) ([]byte, error) {
 	if mode&ModeTypeMask != ModeDir || mode&^dirMetaModeMask != 0 {
-		return nil, fmt.Errorf("ostree: dirmeta mode %#o is not a directory's", mode)
+		return nil, fmt.Errorf("%w: dirmeta mode %#o is not a directory's", ErrInvalidObject, mode)
 	}
 	v := xattrsValue(xattrs)
 	// The decoder's checks (names non-empty, NUL-free, strictly increasing)
 	// are exactly what the encoder must ensure.
 	if _, err := decodeXattrs(v); err != nil {
-		return nil, fmt.Errorf("ostree: dirmeta: %w", err)
+		return nil, fmt.Errorf("dirmeta: %w", err)
 	}
 	return gvariant.Marshal(dirMetaType, []any{be32(uid), be32(gid), be32(mode), v})
 }
@@ -146,7 +146,7 @@ func EncodeDirTree(files []DirTreeFile, dirs []DirTreeDir) ([]byte, error) {
 	for i, f := range files {
 		sum, err := checksumBytes(f.Checksum)
 		if err != nil {
-			return nil, fmt.Errorf("ostree: dirtree file %q: %w", f.Name, err)
+			return nil, fmt.Errorf("dirtree file %q: %w", f.Name, err)
 		}
 		fv[i] = []any{f.Name, sum}
 	}
@@ -154,16 +154,16 @@ func EncodeDirTree(files []DirTreeFile, dirs []DirTreeDir) ([]byte, error) {
 	for i, d := range dirs {
 		tree, err := checksumBytes(d.TreeChecksum)
 		if err != nil {
-			return nil, fmt.Errorf("ostree: dirtree dir %q: %w", d.Name, err)
+			return nil, fmt.Errorf("dirtree dir %q: %w", d.Name, err)
 		}
 		meta, err := checksumBytes(d.MetaChecksum)
 		if err != nil {
-			return nil, fmt.Errorf("ostree: dirtree dir %q: %w", d.Name, err)
+			return nil, fmt.Errorf("dirtree dir %q: %w", d.Name, err)
 		}
 		dv[i] = []any{d.Name, tree, meta}
 	}
 	if err := checkDirTreeNames(files, dirs); err != nil {
-		return nil, fmt.Errorf("ostree: dirtree: %w", err)
+		return nil, fmt.Errorf("dirtree: %w", err)
 	}
 	return gvariant.Marshal(dirTreeType, []any{fv, dv})
 }
