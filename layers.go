@@ -66,9 +66,12 @@ func (r *Repo) fetchLayers(ctx context.Context, src *registry.Source, img *Image
 			defer blob.Close()
 			counted := &progressReader{r: blob, onRead: func(n int64) { p.Done += n; report(p) }}
 			lr, err := importer.ImportLayer(gctx, r.ostree, counted, importer.LayerOptions{
-				MediaType: l.MediaType, Digest: l.Digest.String(), DiffID: l.DiffID.String(), Size: l.Size,
+				MediaType: l.MediaType, Digest: l.Digest.String(), DiffID: l.DiffID.String(),
 				KeepVar: opts.KeepVar, AllowNonUsr: opts.AllowNonUsr,
 			})
+			if errors.Is(err, importer.ErrDigestMismatch) {
+				err = fmt.Errorf("%w: %w", ErrDigestMismatch, err)
+			}
 			if err != nil {
 				return fmt.Errorf("layer %s: %w", l.Digest, err)
 			}

@@ -166,7 +166,7 @@ func compressLayer(t testing.TB, tarData []byte, mediaType string) layer {
 }
 
 func (l layer) options() LayerOptions {
-	return LayerOptions{MediaType: l.mediaType, Digest: l.digest, DiffID: l.diffID, Size: int64(len(l.blob))}
+	return LayerOptions{MediaType: l.mediaType, Digest: l.digest, DiffID: l.diffID}
 }
 
 // newRepo creates an empty repository of the given mode.

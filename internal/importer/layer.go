@@ -50,15 +50,14 @@ type LayerOptions struct {
 	// MediaType is the layer's media type from the manifest; it selects the
 	// decompression (gzip, zstd or none).
 	MediaType string
-	// Digest is the blob's digest from the manifest ("sha256:..."). The
-	// compressed bytes must hash to it, and it names the blob ref.
+	// Digest is the blob's digest from the manifest ("sha256:..."); it
+	// names the blob ref. The blob is not hashed here: the reader given to
+	// ImportLayer verifies it (registry.Source.Layer does), and ImportLayer
+	// reads it to its end so that the reader sees every byte.
 	Digest string
 	// DiffID is the digest of the uncompressed tar (the image config's
 	// rootfs.diff_ids entry); the tar must hash to it.
 	DiffID string
-	// Size, if positive, is the blob's size from the manifest: a blob of
-	// another size is refused, and no more than Size+1 bytes are read.
-	Size int64
 	// KeepVar keeps /var at var instead of moving it to
 	// usr/share/factory/var, for systems that ship /var in the image.
 	KeepVar bool
@@ -128,8 +127,7 @@ type LayerResult struct {
 //   - Sparse files are refused (ErrInvalidEntry): their holes could expand
 //     a small layer without bound, and image tools do not write them.
 func ImportLayer(ctx context.Context, repo *ostree.Repo, r io.Reader, opts LayerOptions) (*LayerResult, error) {
-	blobDigest, err := parseDigest("digest", opts.Digest)
-	if err != nil {
+	if _, err := parseDigest("digest", opts.Digest); err != nil {
 		return nil, err
 	}
 	diffID, err := parseDigest("diff_id", opts.DiffID)
@@ -145,11 +143,9 @@ func ImportLayer(ctx context.Context, repo *ostree.Repo, r io.Reader, opts Layer
 		return nil, err
 	}
 
-	blob := &blobReader{r: r, size: max(opts.Size, 0)}
-	blobHash := blobDigest.Algorithm().Hash()
-	// Buffered after the hash so the decompressor's small reads do not
-	// reach r or the hash one by one.
-	compressed := bufio.NewReaderSize(io.TeeReader(blob, blobHash), 256<<10)
+	blob := &blobReader{r: r}
+	// Buffered so the decompressor's small reads do not reach r one by one.
+	compressed := bufio.NewReaderSize(blob, 256<<10)
 	plain, closeDecompressor, err := decompress(compression, compressed)
 	if err != nil {
 		return nil, err
@@ -173,8 +169,9 @@ func ImportLayer(ctx context.Context, repo *ostree.Repo, r io.Reader, opts Layer
 	if err := li.readTar(ctx, tar.NewReader(tarReader)); err != nil {
 		return nil, err
 	}
-	// The tar's end-of-archive blocks and any padding after them, then
-	// anything after the compressed stream, belong to the digests too.
+	// The tar's end-of-archive blocks and any padding after them belong to
+	// the diff_id; anything after the compressed stream is read so that the
+	// blob's verifying reader sees its end.
 	if _, err := io.Copy(io.Discard, tarReader); err != nil {
 		return nil, streamError(fmt.Errorf("after the archive: %w", err))
 	}
@@ -182,12 +179,6 @@ func ImportLayer(ctx context.Context, repo *ostree.Repo, r io.Reader, opts Layer
 		return nil, err
 	}
 	if err := checkDigest("diff_id", diffID, tarHash); err != nil {
-		return nil, err
-	}
-	if opts.Size > 0 && blob.n != opts.Size {
-		return nil, &DigestError{What: "size", Expected: fmt.Sprint(opts.Size), Actual: fmt.Sprint(blob.n)}
-	}
-	if err := checkDigest("digest", blobDigest, blobHash); err != nil {
 		return nil, err
 	}
 
@@ -276,32 +267,24 @@ func decompress(c compression, r io.Reader) (io.Reader, func(), error) {
 	case zstdCompressed:
 		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(zstdMaxWindow))
 		if err != nil {
-			return nil, nil, fmt.Errorf("importer: zstd: %w", err)
+			return nil, nil, fmt.Errorf("%w: zstd: %w", ErrInvalidTar, err)
 		}
 		return zr, zr.Close, nil
 	}
 	return r, func() {}, nil
 }
 
-// blobReader reads the layer blob for ImportLayer: it counts the bytes,
-// refuses to go beyond the expected size (if any), and marks its errors as
-// readErrors, so they are not mistaken for a malformed tar.
+// blobReader reads the layer blob for ImportLayer: it counts the bytes and
+// marks its errors as readErrors, so they are not mistaken for a malformed
+// tar.
 type blobReader struct {
-	r    io.Reader
-	n    int64
-	size int64 // expected size; 0 for unknown
+	r io.Reader
+	n int64
 }
 
 func (b *blobReader) Read(p []byte) (int, error) {
-	if b.size > 0 && int64(len(p)) > b.size-b.n+1 {
-		// One byte beyond the size is enough to notice a longer blob.
-		p = p[:max(b.size-b.n+1, 0)]
-	}
 	n, err := b.r.Read(p)
 	b.n += int64(n)
-	if b.size > 0 && b.n > b.size {
-		return n, &readError{&DigestError{What: "size", Expected: fmt.Sprint(b.size), Actual: "more"}}
-	}
 	if err != nil && err != io.EOF {
 		err = &readError{err}
 	}
@@ -312,7 +295,7 @@ func (b *blobReader) Read(p []byte) (int, error) {
 // size check), as opposed to one in what it holds.
 type readError struct{ err error }
 
-func (e *readError) Error() string { return "importer: read layer blob: " + e.err.Error() }
+func (e *readError) Error() string { return "read layer blob: " + e.err.Error() }
 
 func (e *readError) Unwrap() error { return e.err }
 

@@ -104,11 +104,11 @@ func mergeInto(ctx context.Context, repo *ostree.Repo, st *ostree.Stage, layers 
 	for _, layer := range layers {
 		sum, err := repo.ResolveRef(layer)
 		if err != nil {
-			return "", "", fmt.Errorf("importer: merge layer %s: %w", layer, err)
+			return "", "", fmt.Errorf("merge layer %s: %w", layer, err)
 		}
 		c, err := repo.ReadCommit(sum)
 		if err != nil {
-			return "", "", fmt.Errorf("importer: merge layer %s: %w", layer, err)
+			return "", "", fmt.Errorf("merge layer %s: %w", layer, err)
 		}
 		if root == nil {
 			root, err = m.newDir(c.RootTree, c.RootMeta, 0)
@@ -116,7 +116,7 @@ func mergeInto(ctx context.Context, repo *ostree.Repo, st *ostree.Stage, layers 
 			err = m.apply(root, c.RootTree, c.RootMeta, false, 0)
 		}
 		if err != nil {
-			return "", "", fmt.Errorf("importer: merge layer %s: %w", layer, err)
+			return "", "", fmt.Errorf("merge layer %s: %w", layer, err)
 		}
 	}
 	if tree, err = st.WriteTree(ctx, root); err != nil {
