@@ -2,9 +2,12 @@ package registry
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/url"
 	"reflect"
@@ -32,10 +35,15 @@ var (
 	// context.DeadlineExceeded.
 	ErrRateLimited = errors.New("registry: rate limited")
 	// ErrUnavailable: the registry could not be reached or failed (5xx,
-	// connection refused or reset, timeouts, TLS handshake failures such as
-	// an untrusted certificate, redirect loops). A timeout also wraps
-	// context.DeadlineExceeded.
+	// connection refused or reset, timeouts, redirect loops). A timeout also
+	// wraps context.DeadlineExceeded. Retrying later may help.
 	ErrUnavailable = errors.New("registry: unavailable")
+	// ErrConfig: the local configuration stops the operation, and retrying
+	// will not help until it changes: a registries.conf, registries.d, auth
+	// file or certificate directory that cannot be read or parsed, a
+	// registry certificate that is not trusted or not for the registry's
+	// name, or a registry answering plain HTTP where TLS is required.
+	ErrConfig = errors.New("registry: configuration error")
 	// ErrDigestMismatch: bytes do not hash to the requested or declared
 	// digest, or their size differs from the descriptor's.
 	ErrDigestMismatch = errors.New("registry: digest mismatch")
@@ -103,6 +111,9 @@ func sentinelFor(err error) error {
 	if _, ok := errors.AsType[docker.ErrUnauthorizedForCredentials](err); ok {
 		return ErrUnauthorized
 	}
+	if isConfigError(err) {
+		return ErrConfig
+	}
 	var coder errcode.ErrorCoder
 	if errors.As(err, &coder) {
 		if s := codeSentinel(coder); s != nil {
@@ -144,6 +155,31 @@ func sentinelFor(err error) error {
 		return ErrTooLarge
 	}
 	return nil
+}
+
+// isConfigError reports errors that only a change of the local
+// configuration can fix: certificates not trusted or not for the name, TLS
+// required of a plain-HTTP registry, and local files (certificate
+// directories, configuration) that cannot be read. No network error is an
+// *fs.PathError.
+func isConfigError(err error) bool {
+	if _, ok := errors.AsType[*tls.CertificateVerificationError](err); ok {
+		return true
+	}
+	if _, ok := errors.AsType[x509.UnknownAuthorityError](err); ok {
+		return true
+	}
+	if _, ok := errors.AsType[x509.HostnameError](err); ok {
+		return true
+	}
+	if _, ok := errors.AsType[x509.CertificateInvalidError](err); ok {
+		return true
+	}
+	if _, ok := errors.AsType[*fs.PathError](err); ok {
+		return true
+	}
+	// net/http reports this only as text.
+	return strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")
 }
 
 // codeSentinel maps registry error codes (the JSON "errors" body of the

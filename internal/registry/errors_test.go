@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/url"
 	"strings"
@@ -65,10 +66,11 @@ func TestClassify(t *testing.T) {
 		{"closed before answering", fmt.Errorf("Get x: %w", io.EOF), ErrUnavailable},
 		{"dns", &net.DNSError{Err: "no such host", Name: "registry.invalid"}, ErrUnavailable},
 		{"untrusted certificate", fmt.Errorf("pinging container registry h: %w", &url.Error{Op: "Get", URL: "https://h/v2/",
-			Err: &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}}), ErrUnavailable},
+			Err: &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}}), ErrConfig},
 		{"certificate for another name", &url.Error{Op: "Get", URL: "https://h/v2/",
-			Err: &tls.CertificateVerificationError{Err: x509.HostnameError{Certificate: &x509.Certificate{}, Host: "h"}}}, ErrUnavailable},
-		{"plain HTTP answer to TLS", &url.Error{Op: "Get", URL: "https://h/v2/", Err: errors.New("http: server gave HTTP response to HTTPS client")}, ErrUnavailable},
+			Err: &tls.CertificateVerificationError{Err: x509.HostnameError{Certificate: &x509.Certificate{}, Host: "h"}}}, ErrConfig},
+		{"plain HTTP answer to TLS", &url.Error{Op: "Get", URL: "https://h/v2/", Err: errors.New("http: server gave HTTP response to HTTPS client")}, ErrConfig},
+		{"unreadable certificate directory", fmt.Errorf("pinging: %w", &fs.PathError{Op: "open", Path: "/etc/containers/certs.d/h", Err: syscall.EACCES}), ErrConfig},
 		{"redirect loop", &url.Error{Op: "Get", URL: "http://h/v2/r/manifests/t", Err: errors.New("stopped after 10 redirects")}, ErrUnavailable},
 		{"canceled request", &url.Error{Op: "Get", URL: "http://h/v2/", Err: context.Canceled}, nil},
 		{"truncated", fmt.Errorf("reading manifest body: %w", io.ErrUnexpectedEOF), ErrMalformed},

@@ -140,6 +140,9 @@ func (c *Client) Digest(ctx context.Context, ref types.ImageReference) (digest.D
 		if d := PinnedDigest(ref); d != "" {
 			return d, nil
 		}
+		if err := c.checkConfig(ref); err != nil {
+			return "", err
+		}
 		d, err := docker.GetDigest(ctx, c.sys, ref)
 		if err != nil {
 			return "", classify(err, "HEAD manifest "+name)
@@ -166,6 +169,9 @@ func (c *Client) open(ctx context.Context, ref types.ImageReference, top digest.
 			return nil, err
 		}
 		ref = pinned
+	}
+	if err := c.checkConfig(ref); err != nil {
+		return nil, err
 	}
 	return ref.NewImageSource(ctx, c.sys)
 }
