@@ -3,6 +3,7 @@ package updatecache
 import (
 	"errors"
 
+	"github.com/osimage/updatecache/internal/importer"
 	"github.com/osimage/updatecache/internal/ostree"
 	"github.com/osimage/updatecache/internal/registry"
 )
@@ -30,12 +31,18 @@ var (
 	ErrPreparedUpdateGone = errors.New("updatecache: the prepared update is no longer in the registry")
 )
 
+// Errors from importing layers, re-exported likewise.
+var (
+	ErrInvalidLayer = importer.ErrInvalidLayer // a layer that is not a well-formed tar, or holds entries OSTree cannot represent (a path with "..", a hard link to nothing, …)
+)
+
 // Errors from the registry side, re-exported so callers can test for them.
 var (
 	ErrManifestUnknown     = registry.ErrManifestUnknown     // the image or digest is not (or no longer) in the registry
 	ErrUnauthorized        = registry.ErrUnauthorized        // 401/403
 	ErrRateLimited         = registry.ErrRateLimited         // 429 beyond the retries allowed by the deadline
-	ErrUnavailable         = registry.ErrUnavailable         // 5xx, connection failures, timeouts, TLS failures, redirect loops
+	ErrUnavailable         = registry.ErrUnavailable         // 5xx, connection failures, timeouts, redirect loops: retrying may help
+	ErrConfig              = registry.ErrConfig              // unreadable or malformed registries.conf, registries.d, auth file or certificates; an untrusted or misnamed registry certificate; plain HTTP where TLS is required: retrying will not help
 	ErrDigestMismatch      = registry.ErrDigestMismatch      // content that does not match its digest or size
 	ErrTooLarge            = registry.ErrTooLarge            // a manifest or config over its size cap
 	ErrUnsupportedManifest = registry.ErrUnsupportedManifest // schema 1 or an unknown media type
@@ -54,4 +61,6 @@ var (
 	ErrCorruptRepo            = ostree.ErrCorrupt                // a repository object that fails its checksum or does not parse
 	ErrLockTimeout            = ostree.ErrLockTimeout            // the repository lock was not granted in time
 	ErrReadOnly               = ostree.ErrReadOnly               // the repository cannot be written
+	ErrRepoIO                 = ostree.ErrIO                     // a file system operation on the repository failed (a full disk, an I/O error); the os error is wrapped too
+	ErrMissingObject          = ostree.ErrObjectNotFound         // an object a commit needs is absent (an incomplete repository, or one pruned meanwhile)
 )

@@ -266,9 +266,9 @@ var hostileCases = []hostileCase{
 
 	// TLS, verified: a failed handshake is ErrUnavailable, and the message
 	// says what was wrong with the certificate.
-	{name: "TLS: self-signed certificate", ops: opBoth, front: tlsUntrusted, want: updatecache.ErrUnavailable, msg: "certificate signed by unknown authority"},
-	{name: "TLS: certificate for other names", ops: opBoth, front: tlsWrongName, want: updatecache.ErrUnavailable, msg: "not localhost"},
-	{name: "TLS: plain HTTP answers", ops: opBoth, front: plainVerified, want: updatecache.ErrUnavailable, msg: "HTTP response to HTTPS client"},
+	{name: "TLS: self-signed certificate", ops: opBoth, front: tlsUntrusted, want: updatecache.ErrConfig, msg: "certificate signed by unknown authority"},
+	{name: "TLS: certificate for other names", ops: opBoth, front: tlsWrongName, want: updatecache.ErrConfig, msg: "not localhost"},
+	{name: "TLS: plain HTTP answers", ops: opBoth, front: plainVerified, want: updatecache.ErrConfig, msg: "HTTP response to HTTPS client"},
 	{name: "TLS: trusted certificate", ops: opBoth, front: tlsTrusted},
 }
 
