@@ -1,3 +1,5 @@
+//go:build demo
+
 package main
 
 import (
@@ -17,6 +19,11 @@ import (
 	"github.com/osimage/updatecache"
 	"github.com/osimage/updatecache/updatecachetest"
 )
+
+// The demo links the test kit (an in-process registry, an image builder),
+// so only builds with the demo tag have it: the product binary holds no
+// test code.
+func init() { extraCommands = append(extraCommands, newDemoCommand) }
 
 func newDemoCommand() *cobra.Command {
 	var keep string

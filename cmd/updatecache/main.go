@@ -55,6 +55,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return exitError
 }
 
+// extraCommands are commands only some builds have: the demo, built with
+// -tags demo.
+var extraCommands []func() *cobra.Command
+
 // globalFlags are common to every command.
 type globalFlags struct {
 	repo string
@@ -82,7 +86,10 @@ func newRootCommand() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.repo, "repo", updatecache.DefaultRepoPath, "OSTree repository `PATH`")
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print JSON")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newCheckCommand(g), newStatusCommand(g), newClearCommand(g), newPullCommand(g), newPruneCommand(g), newDemoCommand())
+	root.AddCommand(newCheckCommand(g), newStatusCommand(g), newClearCommand(g), newPullCommand(g), newPruneCommand(g))
+	for _, newCommand := range extraCommands {
+		root.AddCommand(newCommand())
+	}
 	return root
 }
 

@@ -188,11 +188,11 @@ func TestErrorsExitOneWithOneLine(t *testing.T) {
 }
 
 // buildCLI builds the command into a temporary directory, for tests that run
-// it in other namespaces.
-func buildCLI(t *testing.T) string {
+// it in other namespaces, with the given build tags.
+func buildCLI(t *testing.T, tags ...string) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "updatecache")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd := exec.Command("go", "build", "-tags", strings.Join(tags, ","), "-o", bin, ".")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", out)
@@ -305,7 +305,7 @@ func TestPullCommand(t *testing.T) {
 // TestDemo runs the README's main command as a user would, and again in a
 // network namespace with no network at all.
 func TestDemo(t *testing.T) {
-	bin := buildCLI(t)
+	bin := buildCLI(t, "demo")
 	out, err := exec.Command(bin, "demo").CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	assert.Contains(t, string(out), "Every step behaved as stated.")
@@ -362,4 +362,21 @@ func TestParsePlatform(t *testing.T) {
 		require.NoError(t, err, tt.in)
 		assert.Equal(t, tt.want, got, tt.in)
 	}
+}
+
+// TestProductBinaryHasNoTestCode: the command as shipped links neither the
+// testing package nor the test kit's registries; only the demo build does.
+func TestProductBinaryHasNoTestCode(t *testing.T) {
+	testOnly := []string{"testing", "net/http/httptest", "github.com/google/go-containerregistry/pkg/registry",
+		"github.com/osimage/updatecache/updatecachetest"}
+	deps := func(tags string) []string {
+		out, err := exec.Command("go", "list", "-tags", tags, "-deps", ".").Output()
+		require.NoError(t, err)
+		return strings.Fields(string(out))
+	}
+	product := deps("containers_image_openpgp")
+	for _, p := range testOnly {
+		assert.NotContains(t, product, p)
+	}
+	assert.Contains(t, deps("demo"), "github.com/osimage/updatecache/updatecachetest", "the demo build links the test kit")
 }
