@@ -34,12 +34,21 @@
 //
 // # Packages
 //
-//   - updatecache (this package): the operations above; the only package
-//     that joins the registry side to the repository side.
+//   - updatecache (this package): the only package that joins the
+//     registry side to the repository side. One file per concept:
+//     reference.go (image references, pinning), metadata.go (what a
+//     manifest and config say), fetch.go (RegistryOptions: reaching the
+//     registry), deployed.go (a merge commit and its cache, read once),
+//     cache.go (the cached update's record and keys), layers.go (fetching
+//     and importing layers); and one file per operation, which use those
+//     and never each other: prepare.go, query.go, pull.go, prune.go.
 //   - updatecachetest: a fake registry with request counting and fault
 //     injection, a builder of small synthetic OS images, and a repository
 //     with a deployed image, for testing updaters.
-//   - cmd/updatecache: the command line tool over this package.
+//   - cmd/updatecache: the command line tool over this package (its demo,
+//     which links the test kit, only with -tags demo).
+//   - internal/keys: every metadata key written for images, ostree-ext's
+//     and this library's, in one place.
 //   - internal/registry: containers/image access to registries: HEAD for
 //     the tag's digest, manifest, config and layer fetches by digest,
 //     verified and size-capped, and signature policy evaluation. Knows
@@ -56,9 +65,11 @@
 // # Errors
 //
 // Every error wraps a sentinel of this package (such as [ErrOffline],
-// [ErrCorruptCache], [ErrManifestUnknown], [ErrLockTimeout]) or a context
-// error. A registry that fails, lies or times out leaves the repository as
-// it was.
+// [ErrCorruptCache], [ErrManifestUnknown], [ErrUnavailable], [ErrConfig],
+// [ErrInvalidLayer], [ErrLockTimeout], [ErrRepoIO]) or a context error, so
+// callers branch with errors.Is: retry on ErrUnavailable or
+// ErrRateLimited, not on ErrConfig. A registry that fails, lies or times
+// out leaves the repository as it was.
 //
 // # Build tags
 //

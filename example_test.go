@@ -69,12 +69,17 @@ func ExamplePrepare() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	if res.UpdateAvailable() {
+	switch res.Outcome {
+	case updatecache.NoUpdate:
+		fmt.Println("up to date:", res.Reason)
+	case updatecache.UpdateCached:
 		u := res.CachedUpdate
-		fmt.Printf("update available: %s (from %s), %d bytes to download, cached: %v\n",
-			u.Version, res.Deployed.Version, u.Diff.AddedSize, res.Persisted())
+		fmt.Printf("update available: %s (from %s), %d bytes to download, cached\n",
+			u.Version, res.Deployed.Version, u.Diff.AddedSize)
+	default: // found, but not cached: nothing deployed, or a read-only repository
+		fmt.Println("update available:", res.CachedUpdate.Version, "-", res.Reason)
 	}
-	// Output: update available: 41.2 (from 41.1), 2048 bytes to download, cached: true
+	// Output: update available: 41.2 (from 41.1), 2048 bytes to download, cached
 }
 
 // After a reboot, with no network: the update found earlier is still known.

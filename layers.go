@@ -18,35 +18,17 @@ import (
 // fetchLayers returns the layer commit of every layer of img, importing the
 // ones the repository lacks, a bounded number at a time.
 func (r *Repo) fetchLayers(ctx context.Context, src *registry.Source, img *Image, opts PullOptions, res *PullResult) ([]string, error) {
-	commits := make([]string, len(img.Layers))
-	report := newProgressReporter(opts.Progress, len(img.Layers))
-	// Every layer is looked up before any download starts, so that a failure
-	// here never leaves imports running behind the returned error.
-	var missing []int
-	for i, l := range img.Layers {
-		blobRef, err := ostree.BlobRefName(l.Digest.String())
-		if err != nil {
-			return nil, fmt.Errorf("%w: layer %s: %v", ErrInvalidMetadata, l.Digest, err)
-		}
-		commit, err := r.ostree.ResolveRef(blobRef)
-		switch {
-		case err == nil:
-			commits[i] = commit
-		case !errors.Is(err, ostree.ErrRefNotFound):
-			return nil, err
-		case l.DiffID == "":
-			return nil, fmt.Errorf("%w: layer %d (%s) has no diff ID in the config", ErrInvalidMetadata, i, l.Digest)
-		default:
-			missing = append(missing, i)
-		}
+	commits, missing, err := r.storedLayers(img)
+	if err != nil {
+		return nil, err
 	}
+	report := newProgressReporter(opts.Progress, len(img.Layers))
 	for i, l := range img.Layers {
 		if commits[i] != "" {
 			res.LayersReused++
 			report(Progress{Layer: l.Digest, Index: i, Total: l.Size, Done: l.Size, Reused: true, Finished: true})
 		}
 	}
-
 	var mu sync.Mutex // guards res
 	g, gctx := errgroup.WithContext(ctx)
 	limit := opts.Concurrency
@@ -55,33 +37,16 @@ func (r *Repo) fetchLayers(ctx context.Context, src *registry.Source, img *Image
 	}
 	g.SetLimit(limit)
 	for _, i := range missing {
-		l := img.Layers[i]
 		g.Go(func() error {
-			p := Progress{Layer: l.Digest, Index: i, Total: l.Size}
-			report(p)
-			blob, err := src.Layer(gctx, imgspecv1.Descriptor{MediaType: l.MediaType, Digest: l.Digest, Size: l.Size})
+			lr, err := r.importLayer(gctx, src, img.Layers[i], i, opts, report)
 			if err != nil {
 				return err
 			}
-			defer blob.Close()
-			counted := &progressReader{r: blob, onRead: func(n int64) { p.Done += n; report(p) }}
-			lr, err := importer.ImportLayer(gctx, r.ostree, counted, importer.LayerOptions{
-				MediaType: l.MediaType, Digest: l.Digest.String(), DiffID: l.DiffID.String(),
-				KeepVar: opts.KeepVar, AllowNonUsr: opts.AllowNonUsr,
-			})
-			if errors.Is(err, importer.ErrDigestMismatch) {
-				err = fmt.Errorf("%w: %w", ErrDigestMismatch, err)
-			}
-			if err != nil {
-				return fmt.Errorf("layer %s: %w", l.Digest, err)
-			}
 			commits[i] = lr.Commit
-			p.Finished = true
-			report(p)
 			mu.Lock()
+			defer mu.Unlock()
 			res.LayersFetched++
 			res.BytesFetched += lr.Size
-			mu.Unlock()
 			return nil
 		})
 	}
@@ -89,6 +54,57 @@ func (r *Repo) fetchLayers(ctx context.Context, src *registry.Source, img *Image
 		return nil, err
 	}
 	return commits, nil
+}
+
+// storedLayers looks every layer of img up before any download starts (so
+// that a failure here never leaves imports running behind the returned
+// error): the commit of each layer the repository holds, and the indexes of
+// those it lacks.
+func (r *Repo) storedLayers(img *Image) (commits []string, missing []int, err error) {
+	commits = make([]string, len(img.Layers))
+	for i, l := range img.Layers {
+		blobRef, err := ostree.BlobRefName(l.Digest.String())
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: layer %s: %v", ErrInvalidMetadata, l.Digest, err)
+		}
+		commit, err := r.ostree.ResolveRef(blobRef)
+		switch {
+		case err == nil:
+			commits[i] = commit
+		case !errors.Is(err, ostree.ErrRefNotFound):
+			return nil, nil, err
+		case l.DiffID == "":
+			return nil, nil, fmt.Errorf("%w: layer %d (%s) has no diff ID in the config", ErrInvalidMetadata, i, l.Digest)
+		default:
+			missing = append(missing, i)
+		}
+	}
+	return commits, missing, nil
+}
+
+// importLayer fetches layer i and imports it, reporting its progress.
+func (r *Repo) importLayer(ctx context.Context, src *registry.Source, l Layer, i int, opts PullOptions, report func(Progress)) (*importer.LayerResult, error) {
+	p := Progress{Layer: l.Digest, Index: i, Total: l.Size}
+	report(p)
+	blob, err := src.Layer(ctx, imgspecv1.Descriptor{MediaType: l.MediaType, Digest: l.Digest, Size: l.Size})
+	if err != nil {
+		return nil, err
+	}
+	defer blob.Close()
+	counted := &progressReader{r: blob, onRead: func(n int64) { p.Done += n; report(p) }}
+	lr, err := importer.ImportLayer(ctx, r.ostree, counted, importer.LayerOptions{
+		MediaType: l.MediaType, Digest: l.Digest.String(), DiffID: l.DiffID.String(),
+		KeepVar: opts.KeepVar, AllowNonUsr: opts.AllowNonUsr,
+	})
+	if errors.Is(err, importer.ErrDigestMismatch) {
+		err = fmt.Errorf("%w: %w", ErrDigestMismatch, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("layer %s: %w", l.Digest, err)
+	}
+	p.Finished = true
+	report(p)
+	return lr, nil
 }
 
 // newProgressReporter serialises calls to fn; a nil fn reports nothing.

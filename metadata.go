@@ -36,7 +36,9 @@ type Image struct {
 	// TopDigest is the digest the tag pointed to: an index for a multi-arch
 	// image, otherwise equal to ManifestDigest. Empty when not known, as for
 	// images deployed by tools that do not record it.
-	TopDigest    digest.Digest
+	TopDigest digest.Digest
+	// ConfigDigest is the digest of the image config: the image ID, which
+	// stays the same when only the manifest is rewritten.
 	ConfigDigest digest.Digest
 	// Version is the config label org.opencontainers.image.version, else
 	// the label version; empty when neither is set.

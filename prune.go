@@ -31,9 +31,14 @@ type PruneOptions struct {
 
 // PruneResult reports what Prune removed (or, with DryRun, would remove).
 type PruneResult struct {
-	RefsDeleted    []string
+	// RefsDeleted are the layer refs (ostree/container/blob/…) no image
+	// needed, sorted.
+	RefsDeleted []string
+	// ObjectsDeleted counts the objects no ref reached, as ostree prune
+	// counts them (a commit's detached metadata goes with it, uncounted).
 	ObjectsDeleted int
-	BytesFreed     int64
+	// BytesFreed is the size of the files removed.
+	BytesFreed int64
 }
 
 // Prune collects garbage, under the exclusive repository lock: first the

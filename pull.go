@@ -75,7 +75,9 @@ func Pull(ctx context.Context, repo *Repo, image string, opts PullOptions) (*Pul
 	if err != nil {
 		return nil, err
 	}
-	return repo.pull(ctx, pullRequest{target: ir, from: ir}, opts)
+	// A deployment that cannot be read is replaced all the same.
+	d, _ := repo.deploymentOf(ir)
+	return repo.pull(ctx, pullRequest{target: ir, deployed: d, from: ir}, opts)
 }
 
 // PullPrepared fetches exactly the update that Prepare cached for the image,
@@ -102,7 +104,7 @@ func PullPrepared(ctx context.Context, repo *Repo, image string, opts PullOption
 	if err != nil {
 		return nil, err
 	}
-	res, err := repo.pull(ctx, pullRequest{target: ir, from: from, want: want, top: d.record.topDigest}, opts)
+	res, err := repo.pull(ctx, pullRequest{target: ir, deployed: d, from: from, want: want, top: d.record.topDigest}, opts)
 	if errors.Is(err, ErrManifestUnknown) {
 		return nil, fmt.Errorf("%w: %s (prepared %s): %w", ErrPreparedUpdateGone, ir.name, want, err)
 	}
@@ -111,10 +113,11 @@ func PullPrepared(ctx context.Context, repo *Repo, image string, opts PullOption
 
 // pullRequest says what a pull fetches and where it deploys it.
 type pullRequest struct {
-	target *imageRef     // the image whose merge commit the pull writes
-	from   *imageRef     // where to fetch it: target, or target pinned to a digest
-	want   digest.Digest // the per-platform manifest digest from must resolve to; "" for any
-	top    digest.Digest // the digest the tag named when want was prepared (recorded for later checks); "" for from's
+	target   *imageRef     // the image whose merge commit the pull writes
+	deployed *deployment   // target's deployment now; nil for none
+	from     *imageRef     // where to fetch it: target, or target pinned to a digest
+	want     digest.Digest // the per-platform manifest digest from must resolve to; "" for any
+	top      digest.Digest // the digest the tag named when want was prepared (recorded for later checks); "" for from's
 }
 
 func (r *Repo) pull(ctx context.Context, req pullRequest, opts PullOptions) (*PullResult, error) {
@@ -135,7 +138,7 @@ func (r *Repo) pull(ctx context.Context, req pullRequest, opts PullOptions) (*Pu
 		img.TopDigest = req.top
 	}
 	res := &PullResult{Image: req.target.name, Pulled: *img}
-	if d, _ := r.deploymentOf(req.target); d != nil && d.deployed.ManifestDigest == img.ManifestDigest {
+	if d := req.deployed; d != nil && d.deployed.ManifestDigest == img.ManifestDigest {
 		res.MergeCommit, res.AlreadyDeployed = d.deployed.MergeCommit, true
 		return res, nil
 	}
@@ -151,9 +154,14 @@ func (r *Repo) pull(ctx context.Context, req pullRequest, opts PullOptions) (*Pu
 	if err != nil {
 		return nil, fmt.Errorf("pulling %s: %w", req.from.name, err)
 	}
+	// ostree-ext's choice: the image's creation time, else now. A commit
+	// cannot record a time before 1970.
 	ts := img.Timestamp
-	if ts.IsZero() {
+	switch {
+	case ts.IsZero():
 		ts = time.Now()
+	case ts.Before(time.Unix(0, 0)):
+		ts = time.Unix(0, 0)
 	}
 	res.MergeCommit, err = importer.WriteMergeCommit(ctx, r.ostree, targetRef, layerCommits, mergeCommitMetadata(f), ts.UTC().Truncate(time.Second))
 	if err != nil {

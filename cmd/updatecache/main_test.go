@@ -104,7 +104,7 @@ func TestCheckJSON(t *testing.T) {
 	require.Equal(t, 0, code, stderr)
 	var res map[string]any
 	require.NoError(t, json.Unmarshal([]byte(stdout), &res))
-	assert.ElementsMatch(t, []string{"image", "updateAvailable", "persisted", "deployed", "cachedUpdate"}, mapKeys(res))
+	assert.ElementsMatch(t, []string{"image", "outcome", "updateAvailable", "persisted", "deployed", "cachedUpdate"}, mapKeys(res))
 	assert.Equal(t, e.ref, res["image"])
 	assert.Equal(t, true, res["updateAvailable"])
 	assert.Equal(t, true, res["persisted"])

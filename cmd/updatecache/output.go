@@ -39,6 +39,7 @@ type signatureJSON struct {
 
 type checkResultJSON struct {
 	Image           string            `json:"image"`
+	Outcome         string            `json:"outcome"`
 	UpdateAvailable bool              `json:"updateAvailable"`
 	Persisted       bool              `json:"persisted"`
 	Reason          string            `json:"reason,omitempty"`
@@ -94,6 +95,7 @@ func cachedStatus(u *updatecache.CachedUpdate) *cachedUpdateJSON {
 func checkJSON(res *updatecache.PrepareResult) checkResultJSON {
 	return checkResultJSON{
 		Image:           res.Image,
+		Outcome:         res.Outcome.String(),
 		UpdateAvailable: res.UpdateAvailable(),
 		Persisted:       res.Persisted(),
 		Reason:          res.Reason,
