@@ -17,15 +17,19 @@ func isRefFragmentChar(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_'
 }
 
+// maxRefFragment is NAME_MAX: a longer ref component cannot be a file name.
+const maxRefFragment = 255
+
 // validRefName reports whether name matches libostree's ref regexp
 // (fragment ("/" fragment)*) and additionally has no "." or ".."
-// component, so that refs/heads/<name> can never leave refs/heads.
+// component, so that refs/heads/<name> can never leave refs/heads, and no
+// component longer than a file name can be.
 func validRefName(name string) bool {
 	if name == "" {
 		return false
 	}
 	for _, frag := range strings.Split(name, "/") {
-		if frag == "" || frag == "." || frag == ".." {
+		if frag == "" || frag == "." || frag == ".." || len(frag) > maxRefFragment {
 			return false
 		}
 		for i := 0; i < len(frag); i++ {
@@ -79,6 +83,9 @@ const maxAliasDepth = 8
 // ErrCorrupt.
 func (r *Repo) readRef(loc refLocation) (string, error) {
 	for depth := 0; ; depth++ {
+		if err := r.checkRefDirs(loc.base, path.Dir(loc.name)); err != nil {
+			return "", err
+		}
 		p := filepath.Join(r.path, loc.base, filepath.FromSlash(loc.name))
 		data, err := readFileCapped(p, maxRefFileSize, syscall.O_NOFOLLOW)
 		switch {
@@ -113,6 +120,33 @@ func (r *Repo) readRef(loc refLocation) (string, error) {
 			return "", readError("read ref", p, err)
 		}
 	}
+}
+
+// checkRefDirs checks that the directories from the repository down to
+// base/dir (slash-separated; dir may be "" or ".") are real directories,
+// not symbolic links: ref files are read and written through them, and a
+// link could lead out of the repository. Libostree's ref aliases are
+// symlinks to ref files, never directories, so none is refused. A link is
+// ErrCorrupt; a component missing ends the check (writes create real
+// directories).
+func (r *Repo) checkRefDirs(base, dir string) error {
+	p := r.path
+	for _, c := range strings.Split(path.Join(base, dir), "/") {
+		if c == "." || c == "" {
+			continue
+		}
+		p = filepath.Join(p, c)
+		st, err := os.Lstat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR):
+			return nil
+		case err != nil:
+			return readError("stat", p, err)
+		case st.Mode()&fs.ModeSymlink != 0:
+			return corrupt(p, errors.New("a ref directory is a symbolic link"))
+		}
+	}
+	return nil
 }
 
 // ResolveRef resolves a refspec to a commit checksum with libostree's
@@ -188,6 +222,9 @@ func (r *Repo) ListRefs(prefix string) (map[string]string, error) {
 // false are not entered (nil descends everywhere). A missing base/sub is
 // empty.
 func (r *Repo) walkRefFiles(base, sub string, descend func(dir string) bool, fn func(name string, d fs.DirEntry) error) error {
+	if err := r.checkRefDirs(base, sub); err != nil {
+		return err
+	}
 	root := filepath.Join(r.path, base)
 	start := filepath.Join(root, filepath.FromSlash(sub))
 	return filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
@@ -249,6 +286,9 @@ func (r *Repo) SetRef(ctx context.Context, ref, checksum string) error {
 	if !ok {
 		return fmt.Errorf("set ref %q: %w: commit %s", ref, ErrObjectNotFound, checksum)
 	}
+	if err := r.checkRefDirs(loc.base, path.Dir(loc.name)); err != nil {
+		return err
+	}
 	p := filepath.Join(r.path, loc.base, filepath.FromSlash(loc.name))
 	if st, err := os.Lstat(p); err == nil && st.IsDir() {
 		return fmt.Errorf("set ref %q: %w: %s is a directory of other refs", ref, ErrInvalidRef, p)
@@ -285,6 +325,9 @@ func (r *Repo) DeleteRef(ctx context.Context, ref string) error {
 func (r *Repo) removeRef(ref string) (dir string, err error) {
 	loc, err := parseRefspec(ref)
 	if err != nil {
+		return "", err
+	}
+	if err := r.checkRefDirs(loc.base, path.Dir(loc.name)); err != nil {
 		return "", err
 	}
 	p := filepath.Join(r.path, loc.base, filepath.FromSlash(loc.name))

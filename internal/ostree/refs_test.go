@@ -233,3 +233,76 @@ func TestRefFileCorruption(t *testing.T) {
 		})
 	}
 }
+
+// TestRefDirectorySymlinks: a ref directory that is a symbolic link (to a
+// directory outside the repository, say) is refused for reading, listing,
+// writing and deleting refs, and nothing is written through it.
+func TestRefDirectorySymlinks(t *testing.T) {
+	ctx := context.Background()
+	for _, dir := range []string{"ostree", "ostree/container/blob"} {
+		t.Run(dir, func(t *testing.T) {
+			r := ostreeRepo(t)
+			sum := ostreeCommit(t, r, map[string]string{"a": "1"}, "-b", "kept")
+			outside := t.TempDir()
+			// What the link leads to holds a ref, so reading through it would succeed.
+			if err := os.MkdirAll(filepath.Join(outside, "container/blob"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(outside, "container/blob/x"), []byte(sum+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(outside, "x"), []byte(sum+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			link := filepath.Join(r.Path(), "refs/heads", dir)
+			if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			target := outside
+			if dir != "ostree" {
+				target = filepath.Join(outside, "container/blob")
+			}
+			if err := os.Symlink(target, link); err != nil {
+				t.Fatal(err)
+			}
+			before := treeContents(t, outside)
+
+			if _, err := r.ResolveRef("ostree/container/blob/x"); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("ResolveRef through the link: %v, want ErrCorrupt", err)
+			}
+			if _, err := r.ListRefs("ostree/container/"); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("ListRefs through the link: %v, want ErrCorrupt", err)
+			}
+			if err := r.SetRef(ctx, "ostree/container/blob/new", sum); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("SetRef through the link: %v, want ErrCorrupt", err)
+			}
+			if err := r.DeleteRef(ctx, "ostree/container/blob/x"); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("DeleteRef through the link: %v, want ErrCorrupt", err)
+			}
+			if _, err := r.Prune(ctx, PruneOptions{DryRun: true}); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("Prune: %v, want ErrCorrupt", err)
+			}
+			if after := treeContents(t, outside); !slices.Equal(before, after) {
+				t.Errorf("the directory the link leads to changed:\n%v\n%v", before, after)
+			}
+		})
+	}
+}
+
+// treeContents lists the files below dir with their contents.
+func treeContents(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		out = append(out, p+"="+string(data))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
