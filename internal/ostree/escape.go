@@ -112,7 +112,17 @@ func ImageRefName(imageReference string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return ImageRefPrefix + esc, nil
+	return checkRefName(ImageRefPrefix + esc)
+}
+
+// checkRefName returns name if it can be a ref file, else ErrInvalidRef,
+// so that a name too long for the file system is refused before any work
+// that would end in writing it.
+func checkRefName(name string) (string, error) {
+	if !validRefName(name) {
+		return "", fmt.Errorf("%w: %q has a component longer than %d bytes", ErrInvalidRef, name, maxRefFragment)
+	}
+	return name, nil
 }
 
 // ImageReferenceFromRefName is the inverse of ImageRefName: it returns the
@@ -137,7 +147,7 @@ func BlobRefName(digest string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return BlobRefPrefix + esc, nil
+	return checkRefName(BlobRefPrefix + esc)
 }
 
 // validDigest checks the OCI image-spec digest grammar:

@@ -2,6 +2,7 @@ package ostree
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -102,6 +103,13 @@ func TestImageAndBlobRefNames(t *testing.T) {
 	if _, err := ImageRefName(""); !errors.Is(err, ErrInvalidRef) {
 		t.Errorf("ImageRefName(\"\"): %v; want ErrInvalidRef", err)
 	}
+	// Each component of the ref is a file name: at most NAME_MAX bytes.
+	for n, ok := range map[int]bool{255: true, 256: false} {
+		_, err := ImageRefName("docker://r/" + strings.Repeat("a", n))
+		if ok != (err == nil) || !ok && !errors.Is(err, ErrInvalidRef) {
+			t.Errorf("ImageRefName with a %d-byte component: %v", n, err)
+		}
+	}
 
 	digest := "sha256:" + strings.Repeat("ab", 32)
 	got, err = BlobRefName(digest)
@@ -131,7 +139,7 @@ func FuzzEscapeRoundTrip(f *testing.F) {
 			t.Fatalf("EscapeRef(%q) error = %v, input valid = %v", s, err, valid)
 		}
 		if err == nil {
-			if !validRefName(esc) {
+			if !validRefName(esc) && !slices.ContainsFunc(strings.Split(esc, "/"), func(c string) bool { return len(c) > maxRefFragment }) {
 				t.Fatalf("EscapeRef(%q) = %q is not a valid ref name", s, esc)
 			}
 			back, err := UnescapeRef(esc)
