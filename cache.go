@@ -209,8 +209,12 @@ func (r *Repo) updateDetached(ctx context.Context, commit string, change func(md
 		}
 		return md, nil
 	})
-	if errors.Is(err, ErrCorruptRepo) && !errors.Is(err, ErrCorruptCache) {
+	switch {
+	case errors.Is(err, ErrCorruptRepo) && !errors.Is(err, ErrCorruptCache):
 		err = corruptCache(err)
+	case errors.Is(err, ostree.ErrTooLarge):
+		// Nothing was written: the file would be over what readers accept.
+		err = fmt.Errorf("%w: %w", ErrTooLarge, err)
 	}
 	return err
 }

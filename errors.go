@@ -44,7 +44,7 @@ var (
 	ErrUnavailable         = registry.ErrUnavailable         // 5xx, connection failures, timeouts, redirect loops: retrying may help
 	ErrConfig              = registry.ErrConfig              // unreadable or malformed registries.conf, registries.d, auth file or certificates; an untrusted or misnamed registry certificate; plain HTTP where TLS is required: retrying will not help
 	ErrDigestMismatch      = registry.ErrDigestMismatch      // content that does not match its digest or size
-	ErrTooLarge            = registry.ErrTooLarge            // a manifest or config over its size cap
+	ErrTooLarge            = registry.ErrTooLarge            // a manifest or config over its size cap, or a cached update that would make the detached metadata too large to read back
 	ErrUnsupportedManifest = registry.ErrUnsupportedManifest // schema 1 or an unknown media type
 	ErrNoMatchingPlatform  = registry.ErrNoMatchingPlatform  // an index without the requested platform
 	ErrMalformed           = registry.ErrMalformed           // unparsable registry responses

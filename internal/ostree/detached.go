@@ -67,9 +67,9 @@ func (r *Repo) ReadDetachedMetadata(checksum string) (md gvariant.VarDict, exist
 // fsync, rename, directory fsync) and done under the locks described at
 // UpdateDetachedMetadata.
 func (r *Repo) WriteDetachedMetadata(ctx context.Context, checksum string, md gvariant.VarDict) error {
-	data, err := md.Marshal()
+	data, err := encodeDetached(md)
 	if err != nil {
-		return fmt.Errorf("encode detached metadata: %w", err)
+		return err
 	}
 	return r.withDetachedLocks(ctx, checksum, func(path string) error {
 		return writeFileAtomic(r.tmpDir(), filepath.Dir(path), filepath.Base(path), data, 0o644)
@@ -104,9 +104,9 @@ func (r *Repo) UpdateDetachedMetadata(ctx context.Context, checksum string,
 		if err != nil {
 			return err
 		}
-		data, err := md.Marshal()
+		data, err := encodeDetached(md)
 		if err != nil {
-			return fmt.Errorf("encode detached metadata: %w", err)
+			return err
 		}
 		if bytes.Equal(data, old) && (exists || len(data) == 0) {
 			return nil
@@ -118,6 +118,19 @@ func (r *Repo) UpdateDetachedMetadata(ctx context.Context, checksum string,
 		return nil
 	})
 	return changed, err
+}
+
+// encodeDetached serialises detached metadata, refusing (ErrTooLarge) what
+// readers would refuse: nothing is written that cannot be read back.
+func encodeDetached(md gvariant.VarDict) ([]byte, error) {
+	data, err := md.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("encode detached metadata: %w", err)
+	}
+	if len(data) > maxDetachedMetadataSize {
+		return nil, fmt.Errorf("%w: detached metadata of %d bytes, limit %d", ErrTooLarge, len(data), maxDetachedMetadataSize)
+	}
+	return data, nil
 }
 
 // withDetachedLocks runs fn(path of the .commitmeta) holding the update

@@ -359,3 +359,53 @@ func BenchmarkReadDetachedMetadata(b *testing.B) {
 		}
 	}
 }
+
+// TestDetachedMetadataOverTheReadCap: metadata the reader would refuse is
+// never written: the write fails with ErrTooLarge and the file on disk
+// (here one key) stays as it was. One byte less than the cap is written and
+// reads back.
+func TestDetachedMetadataOverTheReadCap(t *testing.T) {
+	ctx := context.Background()
+	r := ostreeRepo(t)
+	sum := ostreeCommit(t, r, map[string]string{"a": "1"}, "-b", "main")
+	if err := r.WriteDetachedMetadata(ctx, sum, gvariant.VarDict{{Key: "k", Value: gvariant.NewString("v")}}); err != nil {
+		t.Fatal(err)
+	}
+	p := r.ObjectPath(sum, ObjectCommitMeta)
+	before, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A one-entry a{sv} holding a string: key, NUL, padding to 8, value, NUL,
+	// NUL, "s", then the entry's and the array's framing offsets, 4 bytes each
+	// at this size.
+	sized := func(total int) gvariant.VarDict {
+		return gvariant.VarDict{{Key: "big", Value: gvariant.NewString(strings.Repeat("x", total-8-3-8))}}
+	}
+	for _, tt := range []struct {
+		name  string
+		write func(md gvariant.VarDict) error
+	}{
+		{"write", func(md gvariant.VarDict) error { return r.WriteDetachedMetadata(ctx, sum, md) }},
+		{"update", func(md gvariant.VarDict) error {
+			_, err := r.UpdateDetachedMetadata(ctx, sum, func(gvariant.VarDict) (gvariant.VarDict, error) { return md, nil })
+			return err
+		}},
+	} {
+		if err := tt.write(sized(maxDetachedMetadataSize + 1)); !errors.Is(err, ErrTooLarge) {
+			t.Errorf("%s over the cap: %v, want ErrTooLarge", tt.name, err)
+		}
+		if after, _ := os.ReadFile(p); !bytes.Equal(after, before) {
+			t.Errorf("%s over the cap changed the file", tt.name)
+		}
+	}
+	if err := r.WriteDetachedMetadata(ctx, sum, sized(maxDetachedMetadataSize)); err != nil {
+		t.Fatalf("write at the cap: %v", err)
+	}
+	if st, _ := os.Stat(p); st.Size() != maxDetachedMetadataSize {
+		t.Fatalf("wrote %d bytes, want %d", st.Size(), maxDetachedMetadataSize)
+	}
+	if _, _, err := r.ReadDetachedMetadata(sum); err != nil {
+		t.Errorf("reading back metadata at the cap: %v", err)
+	}
+}

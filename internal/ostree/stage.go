@@ -532,6 +532,10 @@ func (s *Stage) writeMetadata(ctx context.Context, t ObjectType, data []byte) (s
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
+	if len(data) > maxMetadataObjectSize {
+		// Readers (ours and libostree's) refuse larger metadata objects.
+		return "", fmt.Errorf("%w: %s object of %d bytes, limit %d", ErrTooLarge, t, len(data), maxMetadataObjectSize)
+	}
 	k := objectKey{sum: sha256.Sum256(data), t: t}
 	if present, err := s.present(k); err != nil || present {
 		if present {
