@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -460,4 +461,86 @@ func (w *world) run(t *testing.T, op hostileOp, tc hostileCase) {
 	assert.Equal(t, s.deployed, st.Deployed.MergeCommit, "v1 still deployed")
 	require.NotNil(t, st.CachedUpdate, "v2 still cached")
 	assert.Equal(t, s.v2.ManifestDigest, st.CachedUpdate.ManifestDigest, "v2 still cached")
+}
+
+// TestHostileRefDirectories: a repository whose ref directories
+// (refs/heads/ostree, …/container/blob) are symbolic links to a directory
+// outside it: a pull writes no ref there and the queries read nothing
+// through the link; each fails with ErrCorruptRepo.
+func TestHostileRefDirectories(t *testing.T) {
+	for _, dir := range []string{"ostree", "ostree/container/blob"} {
+		t.Run(dir, func(t *testing.T) {
+			e := newEnv(t)
+			v1 := image(t, "1")
+			e.push(v1)
+			if dir != "ostree" {
+				e.deploy(v1, "") // the image ref itself is readable
+				e.push(image(t, "2"))
+			}
+			outside := t.TempDir()
+			link := filepath.Join(e.repoPath, "refs/heads", dir)
+			require.NoError(t, os.MkdirAll(filepath.Dir(link), 0o755))
+			require.NoError(t, os.RemoveAll(link))
+			require.NoError(t, os.Symlink(outside, link))
+			e.reg.Reset()
+
+			_, err := updatecache.Pull(e.ctx, e.repo, e.ref, e.pullOptions())
+			assert.ErrorIs(t, err, updatecache.ErrCorruptRepo, "pull")
+			entries, rerr := os.ReadDir(outside)
+			require.NoError(t, rerr)
+			assert.Empty(t, entries, "nothing written through the link")
+			if dir == "ostree" {
+				_, err = updatecache.ListImages(e.repo)
+				assert.ErrorIs(t, err, updatecache.ErrCorruptRepo, "list")
+				_, err = updatecache.QueryImage(e.repo, e.ref)
+				assert.ErrorIs(t, err, updatecache.ErrCorruptRepo, "query")
+			}
+		})
+	}
+}
+
+// TestHostileLongImageName: an image whose ref would have a component
+// longer than a file name is refused before any request, not after every
+// layer was downloaded.
+func TestHostileLongImageName(t *testing.T) {
+	e := newEnv(t)
+	// "." escapes to "_2E_": a legal 127-byte tag becomes a 300-byte ref component.
+	tag := "v" + strings.Repeat(".1", 63)
+	long := e.reg.Ref("os/base", tag)
+	_, err := e.reg.Push(e.ctx, "os/base", tag, image(t, "1"))
+	require.NoError(t, err)
+	e.reg.Reset()
+	_, err = updatecache.Pull(e.ctx, e.repo, long, e.pullOptions())
+	assert.ErrorIs(t, err, updatecache.ErrInvalidReference)
+	_, err = updatecache.Prepare(e.ctx, e.repo, long, e.options())
+	assert.ErrorIs(t, err, updatecache.ErrInvalidReference)
+	assert.Zero(t, e.reg.Counts().Total, "requests: %s", e.reg.Counts())
+}
+
+// TestHostileCacheOverTheReadCap: an update whose manifest and config would
+// make the deployed commit's detached metadata larger than readers accept
+// is not cached (ErrTooLarge, the file unchanged), and status, clear and
+// later checks keep working.
+func TestHostileCacheOverTheReadCap(t *testing.T) {
+	e := newEnv(t)
+	v1 := image(t, "1")
+	e.push(v1)
+	commit := e.deploy(v1, "")
+	require.NoError(t, updatecache.ClearCachedUpdate(e.ctx, e.repo, e.ref))
+	before := e.stat(e.commitmetaPath(commit))
+	huge := image(t, "2", func(s *updatecachetest.ImageSpec) {
+		s.Labels = map[string]string{"padding": strings.Repeat("x", 65<<20)}
+	})
+	e.push(huge)
+	opts := e.options()
+	opts.MaxConfigSize = 80 << 20
+	_, err := updatecache.Prepare(e.ctx, e.repo, e.ref, opts)
+	require.ErrorIs(t, err, updatecache.ErrTooLarge)
+	assert.Equal(t, before, e.stat(e.commitmetaPath(commit)), "detached metadata unchanged")
+
+	_, err = updatecache.QueryImage(e.repo, e.ref)
+	assert.NoError(t, err, "status")
+	assert.NoError(t, updatecache.ClearCachedUpdate(e.ctx, e.repo, e.ref), "clear")
+	e.push(image(t, "3"))
+	assert.Equal(t, updatecache.UpdateCached, e.mustPrepare().Outcome, "a later check")
 }
