@@ -470,8 +470,12 @@ func isSparse(hdr *tar.Header) bool {
 // metaOf returns the owner, mode (the file type only for a directory) and
 // xattrs of an entry.
 func (li *layerImport) metaOf(hdr *tar.Header) (ostree.FileMeta, error) {
-	if hdr.Uid < 0 || hdr.Uid > math.MaxUint32 || hdr.Gid < 0 || hdr.Gid > math.MaxUint32 {
-		return ostree.FileMeta{}, fmt.Errorf("%w: owner %d:%d is outside 32 bits", ErrInvalidEntry, hdr.Uid, hdr.Gid)
+	// 4294967295 is (uid_t)-1, which chown takes as "leave unchanged": a
+	// bare repository could not store it, and its object would not match
+	// its checksum. Refused in every mode, so an image imports alike
+	// everywhere.
+	if hdr.Uid < 0 || hdr.Uid >= math.MaxUint32 || hdr.Gid < 0 || hdr.Gid >= math.MaxUint32 {
+		return ostree.FileMeta{}, fmt.Errorf("%w: owner %d:%d is not a 32-bit id other than 4294967295", ErrInvalidEntry, hdr.Uid, hdr.Gid)
 	}
 	meta := ostree.FileMeta{UID: uint32(hdr.Uid), GID: uint32(hdr.Gid), Mode: uint32(hdr.Mode) & ostree.ModePermsMask}
 	if hdr.Typeflag == tar.TypeDir {

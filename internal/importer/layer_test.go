@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"maps"
 	"os"
 	"path/filepath"
@@ -317,6 +318,9 @@ func TestImportHostile(t *testing.T) {
 		{name: "empty symlink target", entries: []ent{{name: "usr/l", typ: tar.TypeSymlink}}, want: ErrInvalidEntry},
 		{name: "symlink target too long", entries: []ent{symlink("usr/l", strings.Repeat("t", 4096))}, want: ErrInvalidEntry},
 		{name: "owner beyond 32 bits", entries: []ent{{name: "usr/f", mode: 0o644, uid: 1 << 33, format: tar.FormatPAX}}, want: ErrInvalidEntry},
+		{name: "uid 4294967295", entries: []ent{{name: "usr/f", mode: 0o644, uid: math.MaxUint32, format: tar.FormatPAX}}, want: ErrInvalidEntry},
+		{name: "gid 4294967295 on a symlink", entries: []ent{{name: "usr/l", typ: tar.TypeSymlink, link: "f", gid: math.MaxUint32, format: tar.FormatPAX}}, want: ErrInvalidEntry},
+		{name: "gid 4294967295 on a directory", entries: []ent{{name: "usr/d/", typ: tar.TypeDir, mode: 0o755, gid: math.MaxUint32, format: tar.FormatPAX}}, want: ErrInvalidEntry},
 		{name: "empty xattr name", entries: []ent{{name: "usr/f", mode: 0o644, xattrs: map[string]string{"": "v"}}}, want: ErrInvalidEntry},
 		{name: "unknown entry type", entries: []ent{{name: "usr/v", typ: 'V'}}, want: ErrInvalidEntry},
 		{name: "sparse file", entries: []ent{{name: "usr/sparse", mode: 0o644, body: sparseMap(1<<40-1, 1) + "x", paxRecords: [][2]string{

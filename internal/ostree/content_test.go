@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -405,6 +406,8 @@ func TestStageRejects(t *testing.T) {
 		{name: "symlink with content", mode: ModeArchive, meta: FileMeta{Mode: ModeSymlink | 0o777, Symlink: "x"}, size: 1, content: "x"},
 		{name: "empty xattr name", mode: ModeBareUser, meta: FileMeta{Mode: ModeRegular | 0o644, Xattrs: []Xattr{{Name: ""}}}},
 		{name: "duplicate xattr", mode: ModeBareUser, meta: FileMeta{Mode: ModeRegular | 0o644, Xattrs: []Xattr{{Name: "user.a"}, {Name: "user.a"}}}},
+		{name: "bare uid 4294967295", mode: ModeBare, meta: FileMeta{UID: math.MaxUint32, Mode: ModeRegular | 0o644}},
+		{name: "bare symlink gid 4294967295", mode: ModeBare, meta: FileMeta{GID: math.MaxUint32, Mode: ModeSymlink | 0o777, Symlink: "x"}},
 		{name: "bare-user-only owner", mode: ModeBareUserOnly, meta: FileMeta{UID: 1, Mode: ModeRegular | 0o644}},
 		{name: "bare-user-only xattr", mode: ModeBareUserOnly, meta: FileMeta{Mode: ModeRegular | 0o644, Xattrs: []Xattr{{Name: "user.a"}}}},
 		{name: "bare-user-only setuid", mode: ModeBareUserOnly, meta: reg(0o4755)},

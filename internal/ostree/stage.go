@@ -11,6 +11,7 @@ import (
 	"hash"
 	"io"
 	"io/fs"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -187,6 +188,11 @@ func (s *Stage) WriteContent(ctx context.Context, meta FileMeta, size int64, con
 	symlink := meta.Mode&ModeTypeMask == ModeSymlink
 	if size < 0 || symlink && size != 0 {
 		return "", fmt.Errorf("%w: size %d for mode %#o", ErrInvalidContent, size, meta.Mode)
+	}
+	// chown takes (uid_t)-1 as "leave unchanged": a bare object would not
+	// get the owner its checksum names.
+	if s.repo.mode == ModeBare && (meta.UID == math.MaxUint32 || meta.GID == math.MaxUint32) {
+		return "", fmt.Errorf("%w: owner %d:%d cannot be stored in a bare repository", ErrInvalidContent, meta.UID, meta.GID)
 	}
 	if s.repo.mode == ModeBareUserOnly && (meta.UID != 0 || meta.GID != 0 || len(meta.Xattrs) > 0 || !symlink && meta.Mode&^(ModeTypeMask|0o775) != 0) {
 		return "", fmt.Errorf("%w: bare-user-only stores no owner, xattrs or mode bits beyond 0775 (got uid %d gid %d mode %#o, %d xattrs)",
