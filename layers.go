@@ -94,10 +94,13 @@ func (r *Repo) importLayer(ctx context.Context, src *registry.Source, l Layer, i
 	counted := &progressReader{r: blob, onRead: func(n int64) { p.Done += n; report(p) }}
 	lr, err := importer.ImportLayer(ctx, r.ostree, counted, importer.LayerOptions{
 		MediaType: l.MediaType, Digest: l.Digest.String(), DiffID: l.DiffID.String(),
-		KeepVar: opts.KeepVar, AllowNonUsr: opts.AllowNonUsr,
+		KeepVar: opts.KeepVar, AllowNonUsr: opts.AllowNonUsr, MaxSize: opts.MaxLayerSize,
 	})
-	if errors.Is(err, importer.ErrDigestMismatch) {
+	switch {
+	case errors.Is(err, importer.ErrDigestMismatch):
 		err = fmt.Errorf("%w: %w", ErrDigestMismatch, err)
+	case errors.Is(err, importer.ErrLayerTooLarge):
+		err = fmt.Errorf("%w: %w", ErrTooLarge, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("layer %s: %w", l.Digest, err)

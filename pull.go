@@ -20,6 +20,11 @@ const ImporterVersion = "updatecache/0.1"
 // DefaultConcurrency is how many layers a pull downloads at once by default.
 const DefaultConcurrency = 3
 
+// DefaultMaxLayerSize is the default cap on a layer's uncompressed size
+// (32 GiB): beyond any OS image layer seen, while a compression bomb stops
+// there.
+const DefaultMaxLayerSize = importer.DefaultMaxSize
+
 // PullOptions configure Pull and PullPrepared.
 type PullOptions struct {
 	RegistryOptions
@@ -31,6 +36,10 @@ type PullOptions struct {
 	// serialised, so Progress need not be safe for concurrent use, and it
 	// should return quickly.
 	Progress func(Progress)
+	// MaxLayerSize caps each layer's uncompressed size, checked as it
+	// streams, so a compression bomb stops there (ErrTooLarge, also
+	// ErrInvalidLayer); 0 means DefaultMaxLayerSize.
+	MaxLayerSize int64
 	// KeepVar imports /var at var instead of usr/share/factory/var, and
 	// AllowNonUsr keeps top-level directories other than usr, etc and var;
 	// see ostree-ext's rules for derived layers.

@@ -43,6 +43,8 @@ var (
 	// ErrHardlink: a hard link's target is missing from the layer so far,
 	// was filtered out, or is a directory.
 	ErrHardlink = invalidLayer("invalid hard link")
+	// ErrLayerTooLarge: the uncompressed layer exceeds LayerOptions.MaxSize.
+	ErrLayerTooLarge = invalidLayer("uncompressed layer over the size cap")
 )
 
 func invalidLayer(kind string) error { return fmt.Errorf("%w: %s", ErrInvalidLayer, kind) }

@@ -64,6 +64,10 @@ type LayerOptions struct {
 	// AllowNonUsr keeps top-level entries other than usr, etc and var
 	// (opt, boot, ...) instead of dropping them.
 	AllowNonUsr bool
+	// MaxSize caps the uncompressed tar, checked as it streams, so that a
+	// small compressed blob cannot write without bound (ErrLayerTooLarge);
+	// 0 means DefaultMaxSize.
+	MaxSize int64
 	// Timestamp is the layer commit's time. The zero value means the Unix
 	// epoch, so importing the same layer always yields the same commit.
 	Timestamp time.Time
@@ -151,7 +155,11 @@ func ImportLayer(ctx context.Context, repo *ostree.Repo, r io.Reader, opts Layer
 		return nil, err
 	}
 	defer closeDecompressor()
-	tarStream := &countingReader{r: plain}
+	maxSize := opts.MaxSize
+	if maxSize <= 0 {
+		maxSize = DefaultMaxSize
+	}
+	tarStream := &countingReader{r: plain, limit: maxSize}
 	tarHash := diffID.Algorithm().Hash()
 	tarReader := io.TeeReader(tarStream, tarHash)
 
@@ -306,21 +314,33 @@ func streamError(err error) error {
 	if errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
 		err = fmt.Errorf("%w: %w", io.ErrUnexpectedEOF, err)
 	}
-	if re := (*readError)(nil); errors.As(err, &re) || errors.Is(err, ErrInvalidTar) {
+	if re := (*readError)(nil); errors.As(err, &re) || errors.Is(err, ErrInvalidLayer) {
 		return err
 	}
 	return fmt.Errorf("%w: %w", ErrInvalidTar, err)
 }
 
-// countingReader counts the bytes read through it.
+// DefaultMaxSize is the default cap on a layer's uncompressed size: far
+// beyond any OS image layer seen, while a compression bomb stops there.
+const DefaultMaxSize = 32 << 30
+
+// countingReader counts the bytes read through it and fails once they
+// exceed limit.
 type countingReader struct {
-	r io.Reader
-	n int64
+	r     io.Reader
+	n     int64
+	limit int64
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
+	if left := c.limit - c.n; int64(len(p)) > left {
+		p = p[:left+1] // one byte beyond the limit is enough to notice
+	}
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	if c.n > c.limit {
+		return n, fmt.Errorf("%w: more than %d bytes uncompressed", ErrLayerTooLarge, c.limit)
+	}
 	return n, err
 }
 

@@ -503,3 +503,52 @@ func TestImportConcurrent(t *testing.T) {
 	}
 	testtool.RunOstree(t, "fsck", "--repo="+r.Path())
 }
+
+// TestImportCompressionBombs: a small compressed layer that expands past
+// LayerOptions.MaxSize fails with ErrLayerTooLarge while streaming (at most
+// MaxSize+1 uncompressed bytes are read), and leaves the repository as it
+// was.
+func TestImportCompressionBombs(t *testing.T) {
+	const expanded, limit = 256 << 20, 16 << 20
+	data := makeTar(t, []ent{reg("usr/zeros", 0o644, string(make([]byte, expanded)))})
+	for _, media := range []string{mediaGzip, mediaZstd} {
+		t.Run(media, func(t *testing.T) {
+			r := newRepo(t, ostree.ModeBareUser)
+			l := compressLayer(t, data, media)
+			opts := l.options()
+			opts.MaxSize = limit
+			before := topLevel(t, r)
+			objectsBefore := dirSize(t, filepath.Join(r.Path(), "objects"))
+			in := &countingReader{r: bytes.NewReader(l.blob), limit: math.MaxInt64}
+			_, err := ImportLayer(context.Background(), r, in, opts)
+			if !errors.Is(err, ErrLayerTooLarge) || !errors.Is(err, ErrInvalidLayer) {
+				t.Fatalf("ImportLayer = %v, want ErrLayerTooLarge", err)
+			}
+			t.Logf("%d-byte blob expanding to %d bytes: stopped after reading %d compressed bytes: %v", len(l.blob), expanded, in.n, err)
+			if after := topLevel(t, r); !maps.Equal(before, after) {
+				t.Errorf("repository top level changed from %v to %v", before, after)
+			}
+			if after := dirSize(t, filepath.Join(r.Path(), "objects")); after != objectsBefore {
+				t.Errorf("objects grew from %d to %d bytes", objectsBefore, after)
+			}
+		})
+	}
+}
+
+// dirSize is the total size of the files below dir.
+func dirSize(t *testing.T, dir string) int64 {
+	t.Helper()
+	var n int64
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		n += info.Size()
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
