@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync"
 
+	digest "github.com/opencontainers/go-digest"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 
@@ -29,6 +30,8 @@ func (r *Repo) fetchLayers(ctx context.Context, src *registry.Source, img *Image
 			report(Progress{Layer: l.Digest, Index: i, Total: l.Size, Done: l.Size, Reused: true, Finished: true})
 		}
 	}
+	// A digest listed more than once is fetched and imported once.
+	first := map[digest.Digest]int{}
 	var mu sync.Mutex // guards res
 	g, gctx := errgroup.WithContext(ctx)
 	limit := opts.Concurrency
@@ -37,6 +40,10 @@ func (r *Repo) fetchLayers(ctx context.Context, src *registry.Source, img *Image
 	}
 	g.SetLimit(limit)
 	for _, i := range missing {
+		if _, dup := first[img.Layers[i].Digest]; dup {
+			continue
+		}
+		first[img.Layers[i].Digest] = i
 		g.Go(func() error {
 			lr, err := r.importLayer(gctx, src, img.Layers[i], i, opts, report)
 			if err != nil {
@@ -52,6 +59,9 @@ func (r *Repo) fetchLayers(ctx context.Context, src *registry.Source, img *Image
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
+	}
+	for _, i := range missing {
+		commits[i] = commits[first[img.Layers[i].Digest]]
 	}
 	return commits, nil
 }

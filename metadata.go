@@ -52,10 +52,11 @@ type Image struct {
 	Layers       []Layer
 }
 
-// ManifestDiff compares the layers of two images the way rpm-ostree does:
-// layers are keyed by digest and sizes are compressed blob sizes.
+// ManifestDiff compares the layers of two images the way ostree-ext and
+// rpm-ostree do: layers are keyed by digest (a layer listed twice counts
+// once) and sizes are compressed blob sizes.
 type ManifestDiff struct {
-	Total       int   `json:"total"`     // layers in the new image
+	Total       int   `json:"total"`     // distinct layers in the new image
 	TotalSize   int64 `json:"totalSize"` // their total size
 	NRemoved    int   `json:"nRemoved"`  // layers only in the old image
 	RemovedSize int64 `json:"removedSize"`
@@ -190,14 +191,16 @@ func diffLayers(from, to *Image) ManifestDiff {
 	}
 	current := map[digest.Digest]bool{}
 	for _, l := range to.Layers {
+		if current[l.Digest] {
+			continue // listed twice, downloaded once
+		}
+		current[l.Digest] = true
 		d.Total++
 		d.TotalSize += l.Size
-		// A layer listed twice is downloaded once.
-		if !old[l.Digest] && !current[l.Digest] {
+		if !old[l.Digest] {
 			d.NAdded++
 			d.AddedSize += l.Size
 		}
-		current[l.Digest] = true
 	}
 	if from != nil {
 		removed := map[digest.Digest]bool{}
