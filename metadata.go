@@ -54,10 +54,11 @@ type Image struct {
 
 // ManifestDiff compares the layers of two images the way ostree-ext and
 // rpm-ostree do: layers are keyed by digest (a layer listed twice counts
-// once) and sizes are compressed blob sizes.
+// once, but for TotalSize, which as in ostree-ext sums the manifest's list)
+// and sizes are compressed blob sizes.
 type ManifestDiff struct {
 	Total       int   `json:"total"`     // distinct layers in the new image
-	TotalSize   int64 `json:"totalSize"` // their total size
+	TotalSize   int64 `json:"totalSize"` // the size of every layer the manifest lists
 	NRemoved    int   `json:"nRemoved"`  // layers only in the old image
 	RemovedSize int64 `json:"removedSize"`
 	NAdded      int   `json:"nAdded"` // layers only in the new image: what a pull downloads
@@ -191,12 +192,12 @@ func diffLayers(from, to *Image) ManifestDiff {
 	}
 	current := map[digest.Digest]bool{}
 	for _, l := range to.Layers {
+		d.TotalSize += l.Size
 		if current[l.Digest] {
 			continue // listed twice, downloaded once
 		}
 		current[l.Digest] = true
 		d.Total++
-		d.TotalSize += l.Size
 		if !old[l.Digest] {
 			d.NAdded++
 			d.AddedSize += l.Size

