@@ -29,6 +29,11 @@ var (
 	// ErrPreparedUpdateGone: the registry no longer has the manifest or a
 	// layer of the prepared update; the repository is unchanged.
 	ErrPreparedUpdateGone = errors.New("updatecache: the prepared update is no longer in the registry")
+	// ErrRemoteVerification: the reference asks for the image's OSTree
+	// commit to be verified with an OSTree remote's GPG keys
+	// (ostree-remote-image:, ostree-remote-registry:), which this library
+	// does not do; a pull is refused rather than done unverified.
+	ErrRemoteVerification = errors.New("updatecache: verifying a commit with an OSTree remote's keys is not supported")
 )
 
 // Errors from importing layers, re-exported likewise.

@@ -31,6 +31,7 @@ var rootSentinels = map[string]error{
 	"ErrCorruptCache": updatecache.ErrCorruptCache, "ErrInvalidMetadata": updatecache.ErrInvalidMetadata,
 	"ErrInvalidReference": updatecache.ErrInvalidReference, "ErrNoCachedUpdate": updatecache.ErrNoCachedUpdate,
 	"ErrPreparedUpdateGone": updatecache.ErrPreparedUpdateGone, "ErrInvalidLayer": updatecache.ErrInvalidLayer,
+	"ErrRemoteVerification": updatecache.ErrRemoteVerification,
 	"ErrManifestUnknown": updatecache.ErrManifestUnknown, "ErrUnauthorized": updatecache.ErrUnauthorized,
 	"ErrRateLimited": updatecache.ErrRateLimited, "ErrUnavailable": updatecache.ErrUnavailable,
 	"ErrConfig": updatecache.ErrConfig, "ErrDigestMismatch": updatecache.ErrDigestMismatch,
@@ -259,6 +260,13 @@ func TestErrorContract(t *testing.T) {
 			e.push(v)
 			e.reg.AddFault(updatecachetest.Fault{Method: "GET", Path: "/v2/os/base/blobs/" + v.Layers[1].Digest.String(), Status: 404})
 			_, err := updatecache.Pull(e.ctx, e.repo, e.ref, e.pullOptions())
+			return err
+		}},
+		{"Pull: commit verification by an OSTree remote", updatecache.ErrRemoteVerification, func(t *testing.T, e *contractEnv) error {
+			e.push(image(t, "2"))
+			e.reg.Reset()
+			_, err := updatecache.Pull(e.ctx, e.repo, "ostree-remote-registry:fedora:"+strings.TrimPrefix(e.ref, "docker://"), e.pullOptions())
+			assert.Zero(t, e.reg.Counts().Total, "nothing fetched")
 			return err
 		}},
 		{"Pull: offline", updatecache.ErrOffline, func(t *testing.T, e *contractEnv) error {

@@ -2,6 +2,7 @@ package updatecache_test
 
 import (
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -317,4 +318,37 @@ func TestPrepareCachedSameConfigIsNoUpdate(t *testing.T) {
 	require.NoError(t, err)
 	_, cached := md.Lookup(keys.CachedManifestDigest)
 	assert.False(t, cached, "the stale cache is removed")
+}
+
+// TestReferenceForms: every form ostree-ext and rpm-ostree write names the
+// same image (the same ref in the repository) with ostree-ext's meaning.
+func TestReferenceForms(t *testing.T) {
+	e := newEnv(t)
+	v1, v2 := image(t, "1"), image(t, "2")
+	e.push(v1)
+	e.deploy(v1, "")
+	e.push(v2)
+	name := strings.TrimPrefix(e.ref, "docker://")
+	for _, form := range []string{
+		"registry:" + name,
+		"ostree-unverified-registry:" + name,
+		"ostree-unverified-image:registry:" + name,
+		"ostree-unverified-image:docker://" + name,
+		"ostree-remote-registry:fedora:" + name,
+		"ostree-remote-image:fedora:registry:" + name,
+		"ostree-remote-image:fedora:docker://" + name,
+	} {
+		res, err := updatecache.Prepare(e.ctx, e.repo, form, e.options())
+		require.NoError(t, err, form)
+		assert.Equal(t, e.ref, res.Image, form)
+		assert.Equal(t, updatecache.UpdateCached, res.Outcome, form)
+		assert.Equal(t, v2.ManifestDigest, res.CachedUpdate.ManifestDigest, form)
+	}
+	for _, bad := range []string{"ostree-remote-registry:fedora", "ostree-remote-image::docker://" + name} {
+		_, err := updatecache.QueryImage(e.repo, bad)
+		assert.ErrorIs(t, err, updatecache.ErrInvalidReference, bad)
+	}
+	_, err := updatecache.QueryImage(e.repo, "quay.io/fedora/fedora-bootc:42")
+	require.ErrorIs(t, err, updatecache.ErrInvalidReference)
+	assert.Contains(t, err.Error(), "write docker://quay.io/fedora/fedora-bootc:42")
 }

@@ -25,46 +25,64 @@ type imageRef struct {
 	name   string // transport:reference, e.g. docker://quay.io/fedora/fedora-coreos:stable
 	ref    types.ImageReference
 	signed bool // given as ostree-image-signed:REF: signatures must be verified
-}
-
-// ostree-ext's prefixes for references that also carry a signature policy;
-// the image ref it writes is escaped from what follows them.
-var ostreeRefPrefixes = []struct {
-	prefix, replacement string
-	signed              bool
-}{
-	{"ostree-unverified-registry:", "docker://", false},
-	{"ostree-unverified-image:", "", false},
-	{"ostree-image-signed:", "", true},
+	// remote is the OSTree remote whose GPG keys must verify the image's
+	// commit (ostree-remote-image:REMOTE:REF, ostree-remote-registry:REMOTE:NAME).
+	remote string
 }
 
 // parseImageRef parses a containers-transports reference such as
-// docker://quay.io/fedora/fedora-coreos:stable or oci:/path:tag. The
-// ostree-ext forms ostree-unverified-registry:NAME, ostree-unverified-image:REF
-// and ostree-image-signed:REF are accepted and reduced to the plain reference,
-// which is what names the image in the repository; ostree-image-signed also
-// turns signature verification on.
+// docker://quay.io/fedora/fedora-coreos:stable or oci:/path:tag, and the
+// forms ostree-ext and rpm-ostree write, with their meaning there:
+//
+//	registry:NAME                           docker://NAME
+//	ostree-unverified-registry:NAME         docker://NAME
+//	ostree-unverified-image:REF             REF
+//	ostree-image-signed:REF                 REF, signatures verified by policy.json
+//	ostree-remote-registry:REMOTE:NAME      docker://NAME, commit verified by REMOTE's keys
+//	ostree-remote-image:REMOTE:REF          REF, commit verified by REMOTE's keys
+//
+// The plain reference is what names the image in the repository.
 func parseImageRef(s string) (*imageRef, error) {
-	name, signed := s, false
-	for _, p := range ostreeRefPrefixes {
-		if rest, ok := strings.CutPrefix(s, p.prefix); ok {
-			name, signed = p.replacement+rest, p.signed
-			break
+	ir := &imageRef{}
+	name := s
+	switch scheme, rest, _ := strings.Cut(s, ":"); scheme {
+	case "ostree-unverified-registry":
+		name = "registry:" + rest
+	case "ostree-unverified-image":
+		name = rest
+	case "ostree-image-signed":
+		name, ir.signed = rest, true
+	case "ostree-remote-registry", "ostree-remote-image":
+		remote, ref, ok := strings.Cut(rest, ":")
+		if !ok || remote == "" {
+			return nil, fmt.Errorf("%w: %q: want %s:REMOTE:IMAGE", ErrInvalidReference, s, scheme)
 		}
+		ir.remote, name = remote, ref
+		if scheme == "ostree-remote-registry" {
+			name = "registry:" + ref
+		}
+	}
+	// registry:NAME is ostree-ext's spelling of docker://NAME.
+	if rest, ok := strings.CutPrefix(name, "registry:"); ok {
+		name = "docker://" + rest
 	}
 	transportName, within, ok := strings.Cut(name, ":")
 	if !ok {
-		return nil, fmt.Errorf("%w: %q: want TRANSPORT:NAME, e.g. docker://quay.io/fedora/fedora-coreos:stable", ErrInvalidReference, s)
+		return nil, fmt.Errorf("%w: %q: want TRANSPORT:NAME, e.g. docker://%s", ErrInvalidReference, s, s)
 	}
 	transport := transports.Get(transportName)
 	if transport == nil {
+		if strings.ContainsAny(transportName, "./") {
+			return nil, fmt.Errorf("%w: %q has no transport; for a registry, write docker://%s", ErrInvalidReference, s, name)
+		}
 		return nil, fmt.Errorf("%w: %q: unsupported transport %q (supported: %s)", ErrInvalidReference, s, transportName, strings.Join(transports.ListNames(), ", "))
 	}
 	ref, err := transport.ParseReference(within)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %q: %v", ErrInvalidReference, s, err)
 	}
-	return &imageRef{name: name, ref: ref, signed: signed}, nil
+	ir.name, ir.ref = name, ref
+	return ir, nil
 }
 
 // refName is the OSTree ref of the image's merge commit.
