@@ -31,6 +31,19 @@ type CachedUpdate struct {
 	// deployed one. An update whose layers are all deployed already still
 	// changes the config: it is an update all the same.
 	ConfigChanged bool
+	// ToFetch is what pulling the update downloads: its layers the
+	// repository does not hold yet (as blob refs), which can be fewer than
+	// Diff's added layers after an interrupted pull or when another image
+	// shares them.
+	ToFetch FetchSize
+	// PlatformChanged reports that the update is for another platform
+	// (os/arch[/variant]) than the deployed image, as when a check asks for
+	// another one.
+	PlatformChanged bool
+	// Downgrade reports that the update is older than the deployed image:
+	// an older version (compared as rpm compares versions) or an older
+	// creation time. rpm-ostree refuses such updates unless told to.
+	Downgrade bool
 	// Signature is the signature policy's verdict when the check verified
 	// signatures (RegistryOptions.VerifySignatures), else nil.
 	Signature *SignatureVerdict
@@ -47,12 +60,20 @@ func newCachedUpdate(deployed *Deployed, img *Image, checkedAt time.Time, verdic
 		from = &deployed.Image
 	}
 	return &CachedUpdate{
-		Image:         *img,
-		CheckedAt:     checkedAt,
-		Diff:          diffLayers(from, img),
-		ConfigChanged: from == nil || from.ConfigDigest != img.ConfigDigest,
-		Signature:     verdict,
+		Image:           *img,
+		CheckedAt:       checkedAt,
+		Diff:            diffLayers(from, img),
+		ConfigChanged:   from == nil || from.ConfigDigest != img.ConfigDigest,
+		Downgrade:       from != nil && isOlder(img, from),
+		PlatformChanged: from != nil && from.Platform() != "" && img.Platform() != "" && from.Platform() != img.Platform(),
+		Signature:       verdict,
 	}
+}
+
+// FetchSize counts layers and their compressed bytes.
+type FetchSize struct {
+	Layers int   `json:"layers"`
+	Size   int64 `json:"size"`
 }
 
 // cachedRecord is a cached update as stored in detached metadata.

@@ -94,6 +94,9 @@ func (r *Repo) readDeployment(commit string) (*deployment, error) {
 		if d.record, err = readCachedRecord(detached); err == nil && d.record != nil {
 			d.update, err = d.record.updateOf(d.deployed)
 		}
+		if d.update != nil {
+			d.update.ToFetch = r.toFetch(d.update.Layers)
+		}
 	}
 	switch {
 	case errors.Is(err, ErrCorruptCache):

@@ -3,6 +3,7 @@ package updatecache
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	digest "github.com/opencontainers/go-digest"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -112,6 +113,23 @@ func (o *RegistryOptions) verdict(ctx context.Context, ir *imageRef, src *regist
 		return nil, fmt.Errorf("signature policy for %s: %w", ir.name, err)
 	}
 	return &SignatureVerdict{Allowed: v.Allowed, Reason: v.Reason}, nil
+}
+
+// otherPlatform reports whether the options ask for a platform other than
+// os/arch[/variant] (as formatPlatform writes it): then a tag that still
+// names what is deployed or cached may hold another instance to resolve.
+func (o *RegistryOptions) otherPlatform(platform string) bool {
+	want := o.Platform
+	if want == nil && o.SystemContext != nil && (o.SystemContext.OSChoice != "" || o.SystemContext.ArchitectureChoice != "") {
+		want = &imgspecv1.Platform{OS: o.SystemContext.OSChoice, Architecture: o.SystemContext.ArchitectureChoice, Variant: o.SystemContext.VariantChoice}
+	}
+	if want == nil || platform == "" {
+		return false
+	}
+	os, rest, _ := strings.Cut(platform, "/")
+	arch, variant, _ := strings.Cut(rest, "/")
+	return want.OS != "" && want.OS != os || want.Architecture != "" && want.Architecture != arch ||
+		want.Variant != "" && want.Variant != variant
 }
 
 // digest asks the registry what ir names now: one HEAD for a tag.

@@ -66,6 +66,35 @@ func (r *Repo) fetchLayers(ctx context.Context, src *registry.Source, img *Image
 	return commits, nil
 }
 
+// toFetch counts the distinct layers the repository lacks and their size:
+// what a pull of layers downloads. A layer whose ref cannot be read counts
+// as missing.
+func (r *Repo) toFetch(layers []Layer) FetchSize {
+	var n FetchSize
+	seen := map[digest.Digest]bool{}
+	for _, l := range layers {
+		if seen[l.Digest] {
+			continue
+		}
+		seen[l.Digest] = true
+		if _, err := r.layerCommit(l.Digest); err != nil {
+			n.Layers++
+			n.Size += l.Size
+		}
+	}
+	return n
+}
+
+// layerCommit resolves a layer's blob ref; ErrRefNotFound (from
+// internal/ostree) when the repository does not hold it.
+func (r *Repo) layerCommit(d digest.Digest) (string, error) {
+	blobRef, err := ostree.BlobRefName(d.String())
+	if err != nil {
+		return "", fmt.Errorf("%w: layer %s: %v", ErrInvalidMetadata, d, err)
+	}
+	return r.ostree.ResolveRef(blobRef)
+}
+
 // storedLayers looks every layer of img up before any download starts (so
 // that a failure here never leaves imports running behind the returned
 // error): the commit of each layer the repository holds, and the indexes of
@@ -73,11 +102,7 @@ func (r *Repo) fetchLayers(ctx context.Context, src *registry.Source, img *Image
 func (r *Repo) storedLayers(img *Image) (commits []string, missing []int, err error) {
 	commits = make([]string, len(img.Layers))
 	for i, l := range img.Layers {
-		blobRef, err := ostree.BlobRefName(l.Digest.String())
-		if err != nil {
-			return nil, nil, fmt.Errorf("%w: layer %s: %v", ErrInvalidMetadata, l.Digest, err)
-		}
-		commit, err := r.ostree.ResolveRef(blobRef)
+		commit, err := r.layerCommit(l.Digest)
 		switch {
 		case err == nil:
 			commits[i] = commit

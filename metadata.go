@@ -1,6 +1,7 @@
 package updatecache
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -11,12 +12,13 @@ import (
 // Image metadata: what the cache shows about an image, derived only from its
 // manifest and config JSON. Nothing here touches the network or the repository.
 
-// Labels and annotations that carry an image's version and creation time, in
-// the order ostree-ext consults them.
+// Labels and annotations that carry an image's version and creation time.
 const (
-	labelOCIVersion      = "org.opencontainers.image.version"
-	labelVersion         = "version"
-	annotationOCICreated = "org.opencontainers.image.created"
+	labelOCIVersion = "org.opencontainers.image.version"
+	labelVersion    = "version"
+	// ociCreated is both a config label (what bootc shows) and a manifest
+	// annotation (what ostree-ext dates its merge commit by).
+	ociCreated = "org.opencontainers.image.created"
 )
 
 // Layer is one layer of an image as its manifest describes it.
@@ -43,9 +45,14 @@ type Image struct {
 	// Version is the config label org.opencontainers.image.version, else
 	// the label version; empty when neither is set.
 	Version string
-	// Timestamp is the manifest annotation org.opencontainers.image.created,
-	// else the config's created time; zero when neither is set.
-	Timestamp    time.Time
+	// Timestamp is when the image was made, as bootc shows it: the config
+	// label org.opencontainers.image.created, else the config's created
+	// time; zero when neither is set.
+	Timestamp time.Time
+	// commitTime is what ostree-ext dates a merge commit by: the manifest
+	// annotation org.opencontainers.image.created, else the config's
+	// created time; zero when neither is set.
+	commitTime   time.Time
 	OS           string
 	Architecture string
 	Variant      string
@@ -126,11 +133,7 @@ func parseImage(manifestDigest digest.Digest, manifest, config []byte) (*Image, 
 		}
 		img.Layers = append(img.Layers, Layer{Digest: d, Size: l.Size, MediaType: l.MediaType})
 	}
-	if created, ok := m.Annotations[annotationOCICreated]; ok {
-		if t, err := time.Parse(time.RFC3339Nano, created); err == nil {
-			img.Timestamp = t.UTC()
-		}
-	}
+	img.commitTime = parseTime(m.Annotations[ociCreated])
 
 	var c *configJSON
 	if err := json.Unmarshal(config, &c); err != nil {
@@ -142,8 +145,10 @@ func parseImage(manifestDigest digest.Digest, manifest, config []byte) (*Image, 
 		if img.Version == "" {
 			img.Version = c.Config.Labels[labelVersion]
 		}
-		if img.Timestamp.IsZero() && c.Created != nil {
-			img.Timestamp = c.Created.UTC()
+		img.Timestamp = parseTime(c.Config.Labels[ociCreated])
+		if c.Created != nil {
+			img.Timestamp = cmp.Or(img.Timestamp, c.Created.UTC())
+			img.commitTime = cmp.Or(img.commitTime, c.Created.UTC())
 		}
 		if len(c.RootFS.DiffIDs) == len(img.Layers) {
 			for i, s := range c.RootFS.DiffIDs {
@@ -154,6 +159,15 @@ func parseImage(manifestDigest digest.Digest, manifest, config []byte) (*Image, 
 		}
 	}
 	return img, nil
+}
+
+// parseTime reads an RFC 3339 time; anything else is no time.
+func parseTime(s string) time.Time {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}
+	}
+	return t.UTC()
 }
 
 func parseDigest(s string) (digest.Digest, error) {
@@ -178,6 +192,14 @@ func formatPlatform(os, arch, variant string) string {
 		p += "/" + variant
 	}
 	return p
+}
+
+// isOlder reports whether img is older than than: an older version, or an
+// older creation time (each when both images have one).
+func isOlder(img, than *Image) bool {
+	olderVersion := img.Version != "" && than.Version != "" && compareVersions(img.Version, than.Version) < 0
+	olderTime := !img.Timestamp.IsZero() && !than.Timestamp.IsZero() && img.Timestamp.Before(than.Timestamp)
+	return olderVersion || olderTime
 }
 
 // diffLayers compares the layers of from and to; from may be nil (nothing

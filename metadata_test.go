@@ -18,6 +18,7 @@ func TestParseImage(t *testing.T) {
 		"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"` + digest.FromString("l1").String() + `","size":10},
 		          {"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"` + digest.FromString("l2").String() + `","size":20}]%s}`
 	created := `,"annotations":{"org.opencontainers.image.created":"2024-05-06T07:08:09Z"}`
+	configTime := time.Date(2023, 1, 2, 3, 4, 5, 0, time.UTC)
 	tests := []struct {
 		name, manifest, config string
 		want                   Image
@@ -29,10 +30,23 @@ func TestParseImage(t *testing.T) {
 			want:     Image{Version: "42.1", Timestamp: time.Date(2023, 1, 2, 3, 4, 5, 5e8, time.UTC), OS: "linux", Architecture: "arm64", Variant: "v8"},
 		},
 		{
-			name:     "plain version label, annotation time wins",
+			// bootc shows the config's time; ostree-ext dates the merge commit by the annotation.
+			name:     "plain version label, annotation time for the commit only",
 			manifest: fmt.Sprintf(manifest, created),
 			config:   `{"created":"2023-01-02T03:04:05Z","os":"linux","architecture":"amd64","config":{"Labels":{"version":"7"}}}`,
-			want:     Image{Version: "7", Timestamp: time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC), OS: "linux", Architecture: "amd64"},
+			want:     Image{Version: "7", Timestamp: configTime, commitTime: time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC), OS: "linux", Architecture: "amd64"},
+		},
+		{
+			name:     "created label before the config's time",
+			manifest: fmt.Sprintf(manifest, ""),
+			config:   `{"created":"2023-01-02T03:04:05Z","config":{"Labels":{"org.opencontainers.image.created":"2022-12-31T00:00:00Z"}}}`,
+			want:     Image{Timestamp: time.Date(2022, 12, 31, 0, 0, 0, 0, time.UTC), commitTime: configTime},
+		},
+		{
+			name:     "unparsable created label",
+			manifest: fmt.Sprintf(manifest, ""),
+			config:   `{"created":"2023-01-02T03:04:05Z","config":{"Labels":{"org.opencontainers.image.created":"yesterday"}}}`,
+			want:     Image{Timestamp: configTime, commitTime: configTime},
 		},
 		{
 			name:     "old ostree-ext null config",
@@ -53,6 +67,11 @@ func TestParseImage(t *testing.T) {
 			}, img.Layers)
 			assert.Equal(t, tt.want.Version, img.Version)
 			assert.True(t, tt.want.Timestamp.Equal(img.Timestamp), "timestamp %v, want %v", img.Timestamp, tt.want.Timestamp)
+			wantCommit := tt.want.commitTime
+			if wantCommit.IsZero() {
+				wantCommit = tt.want.Timestamp
+			}
+			assert.True(t, wantCommit.Equal(img.commitTime), "commit time %v, want %v", img.commitTime, wantCommit)
 			assert.Equal(t, tt.want.Platform(), img.Platform())
 		})
 	}

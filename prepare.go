@@ -79,6 +79,11 @@ func (r *PrepareResult) Persisted() bool { return r.Outcome == UpdateCached }
 // registry served, plus this library's own; every other detached key of the
 // commit is kept.
 //
+// When the registry no longer knows the tag (ErrManifestUnknown), an update
+// cached for it earlier is removed: it is not what the tag names any more.
+// A platform asked for (RegistryOptions.Platform) other than the deployed
+// image's is resolved even when the tag did not move.
+//
 // With nothing deployed, or a read-only repository, Prepare reports what the
 // registry has (Outcome UpdateNotDeployed or UpdateReadOnly, Reason saying
 // why); that is not an error. Registry failures leave the repository as it
@@ -102,13 +107,17 @@ func Prepare(ctx context.Context, repo *Repo, image string, opts PrepareOptions)
 		return res, repo.noUpdate(ctx, res, d, "the reference is pinned to the deployed digest", "")
 	}
 	top, err := opts.digest(ctx, ir)
+	if errors.Is(err, ErrManifestUnknown) && d != nil && d.record != nil {
+		// The tag names nothing now: what was cached for it is not current.
+		repo.forgetUpdate(ctx, d)
+	}
 	if err != nil {
 		return res, err
 	}
 	switch {
-	case d != nil && d.isDeployed(top):
+	case d != nil && d.isDeployed(top) && !opts.otherPlatform(d.deployed.Platform()):
 		return res, repo.noUpdate(ctx, res, d, "the registry still serves the deployed image", "")
-	case d != nil && d.isCached(top):
+	case d != nil && d.isCached(top) && !opts.otherPlatform(d.record.platform):
 		if d.update == nil { // cached by another tool, though it is the deployed image
 			return res, repo.noUpdate(ctx, res, d, "the registry's image is the deployed one", "")
 		}
@@ -129,6 +138,7 @@ func (r *Repo) cacheUpdate(ctx context.Context, res *PrepareResult, d *deploymen
 	now := time.Now().UTC().Truncate(time.Second)
 	if d == nil {
 		res.CachedUpdate, res.Outcome = newCachedUpdate(nil, f.image, now, verdict), UpdateNotDeployed
+		res.CachedUpdate.ToFetch = r.toFetch(f.image.Layers)
 		res.Reason = fmt.Sprintf("nothing is deployed for %s, so there is no merge commit to cache the update on", res.Image)
 		return nil
 	}
@@ -140,6 +150,7 @@ func (r *Repo) cacheUpdate(ctx context.Context, res *PrepareResult, d *deploymen
 		return r.noUpdate(ctx, res, d, "the registry's image is the deployed one", learned)
 	}
 	res.CachedUpdate = newCachedUpdate(d.deployed, f.image, now, verdict)
+	res.CachedUpdate.ToFetch = r.toFetch(f.image.Layers)
 	rec := newCachedRecord(f, verdict, now)
 	err := r.updateDetached(ctx, d.deployed.MergeCommit, rec.store)
 	switch {
@@ -152,6 +163,15 @@ func (r *Repo) cacheUpdate(ctx context.Context, res *PrepareResult, d *deploymen
 	}
 	res.Outcome = UpdateCached
 	return nil
+}
+
+// forgetUpdate removes the update cached on d, best effort: a read-only
+// repository keeps it.
+func (r *Repo) forgetUpdate(ctx context.Context, d *deployment) {
+	_ = r.updateDetached(ctx, d.deployed.MergeCommit, func(md *gvariant.VarDict) error {
+		deleteCachedUpdate(md)
+		return nil
+	})
 }
 
 // noUpdate records that the deployed image is current: a cached update left

@@ -352,3 +352,97 @@ func TestReferenceForms(t *testing.T) {
 	require.ErrorIs(t, err, updatecache.ErrInvalidReference)
 	assert.Contains(t, err.Error(), "write docker://quay.io/fedora/fedora-bootc:42")
 }
+
+// TestPrepareToFetch: the cached update says what a pull would really
+// download: its layers the repository lacks, which shrink as an
+// interrupted pull leaves some imported.
+func TestPrepareToFetch(t *testing.T) {
+	e := newEnv(t)
+	v1 := image(t, "1")
+	e.push(v1)
+	e.deploy(v1, "") // no layers imported
+	v2 := image(t, "2", func(s *updatecachetest.ImageSpec) {
+		s.Layers = append(s.Layers, updatecachetest.Layer{Files: []updatecachetest.File{{Path: "usr/share/extra", Content: []byte("extra")}}})
+	})
+	e.push(v2)
+	res := e.mustPrepare()
+	require.Equal(t, updatecache.UpdateCached, res.Outcome)
+	all := updatecache.FetchSize{Layers: 3, Size: v2.Layers[0].Size + v2.Layers[1].Size + v2.Layers[2].Size}
+	assert.Equal(t, all, res.CachedUpdate.ToFetch)
+	assert.Equal(t, 2, res.CachedUpdate.Diff.NAdded, "against the deployed manifest, only two layers are new")
+
+	// A pull that fails on the last layer after the others were imported.
+	e.reg.AddFault(updatecachetest.Fault{Method: "GET", Path: v2.Layers[2].Digest.String(), Delay: time.Second, Status: 500})
+	_, err := updatecache.PullPrepared(e.ctx, e.repo, e.ref, e.pullOptions())
+	require.ErrorIs(t, err, updatecache.ErrUnavailable)
+	u, err := updatecache.QueryCachedUpdate(e.repo, e.ref)
+	require.NoError(t, err)
+	assert.Equal(t, updatecache.FetchSize{Layers: 1, Size: v2.Layers[2].Size}, u.ToFetch)
+}
+
+// TestPrepareDowngrade: an update older than the deployed image is marked
+// as a downgrade, by version or by creation time.
+func TestPrepareDowngrade(t *testing.T) {
+	for _, tt := range []struct {
+		name               string
+		deployed, update   string
+		deployedT, updateT time.Time
+		want               bool
+	}{
+		{"newer version", "41.1", "41.2", time.Time{}, time.Time{}, false},
+		{"older version", "41.10", "41.9", time.Time{}, time.Time{}, true},
+		{"older build, no versions", "", "", time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), true},
+		{"newer build", "", "", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			at := func(v string, when time.Time) *updatecachetest.Image {
+				return image(t, v+when.String(), func(s *updatecachetest.ImageSpec) { s.Version, s.Created = v, when })
+			}
+			deployed := at(tt.deployed, tt.deployedT)
+			e.deploy(deployed, "")
+			e.push(at(tt.update, tt.updateT))
+			res := e.mustPrepare()
+			require.Equal(t, updatecache.UpdateCached, res.Outcome)
+			assert.Equal(t, tt.want, res.CachedUpdate.Downgrade)
+		})
+	}
+}
+
+// TestPreparePlatformChange: with the tag unchanged, a check for another
+// platform than the deployed one resolves the index and offers that
+// platform's image; a check for the deployed platform stays a HEAD.
+func TestPreparePlatformChange(t *testing.T) {
+	e := newEnv(t)
+	arch := func(a string) *updatecachetest.Image {
+		return image(t, "1", func(s *updatecachetest.ImageSpec) { s.Architecture = a })
+	}
+	idx, err := updatecachetest.NewIndex(arch("amd64"), arch("arm64"))
+	require.NoError(t, err)
+	e.deploy(idx.Images[0], idx.ManifestDigest)
+	e.push(idx)
+
+	for _, tt := range []struct {
+		arch    string
+		outcome updatecache.Outcome
+		gets    int
+	}{
+		{"amd64", updatecache.NoUpdate, 0},
+		{"arm64", updatecache.UpdateCached, 2},
+		{"arm64", updatecache.UpdateCached, 0}, // cached for arm64 already: a HEAD
+		{"amd64", updatecache.NoUpdate, 0},
+	} {
+		e.reg.Reset()
+		opts := e.options()
+		opts.Platform = &imgspecv1.Platform{OS: "linux", Architecture: tt.arch}
+		res, err := updatecache.Prepare(e.ctx, e.repo, e.ref, opts)
+		require.NoError(t, err)
+		assert.Equal(t, tt.outcome, res.Outcome, tt.arch)
+		if tt.outcome == updatecache.UpdateCached {
+			assert.Equal(t, "linux/arm64", res.CachedUpdate.Platform())
+			assert.Equal(t, "linux/amd64", res.Deployed.Platform())
+			assert.True(t, res.CachedUpdate.PlatformChanged)
+		}
+		assert.Equal(t, tt.gets, e.reg.Counts().ManifestGET, "%s: %s", tt.arch, e.reg.Counts())
+	}
+}

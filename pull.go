@@ -168,7 +168,7 @@ func (r *Repo) pull(ctx context.Context, req pullRequest, opts PullOptions) (*Pu
 	}
 	// ostree-ext's choice: the image's creation time, else now. A commit
 	// cannot record a time before 1970.
-	ts := img.Timestamp
+	ts := img.commitTime
 	switch {
 	case ts.IsZero():
 		ts = time.Now()

@@ -113,7 +113,7 @@ func TestCheckJSON(t *testing.T) {
 	assert.Equal(t, e.commit, deployed["mergeCommit"])
 	assert.Equal(t, "1", deployed["version"])
 	cached := res["cachedUpdate"].(map[string]any)
-	assert.ElementsMatch(t, []string{"imageDigest", "version", "timestamp", "architecture", "checkedAt", "manifestDiff"}, mapKeys(cached))
+	assert.ElementsMatch(t, []string{"imageDigest", "version", "timestamp", "architecture", "checkedAt", "manifestDiff", "toFetch"}, mapKeys(cached))
 	assert.Equal(t, v2.ManifestDigest.String(), cached["imageDigest"])
 	assert.Equal(t, "2", cached["version"])
 	assert.Equal(t, "2026-03-04T05:06:07Z", cached["timestamp"])

@@ -28,6 +28,10 @@ type cachedUpdateJSON struct {
 	imageStatusJSON
 	CheckedAt    *time.Time               `json:"checkedAt"`
 	ManifestDiff updatecache.ManifestDiff `json:"manifestDiff"`
+	ToFetch      updatecache.FetchSize    `json:"toFetch"`
+	Downgrade    bool                     `json:"downgrade,omitempty"`
+	// PlatformChanged is set when the update is for another platform.
+	PlatformChanged bool `json:"platformChanged,omitempty"`
 	// Signature is present only when the check verified signatures.
 	Signature *signatureJSON `json:"signature,omitempty"`
 }
@@ -85,7 +89,8 @@ func cachedStatus(u *updatecache.CachedUpdate) *cachedUpdateJSON {
 	if u == nil {
 		return nil
 	}
-	c := &cachedUpdateJSON{imageStatusJSON: imageStatus(&u.Image), CheckedAt: optional(u.CheckedAt), ManifestDiff: u.Diff}
+	c := &cachedUpdateJSON{imageStatusJSON: imageStatus(&u.Image), CheckedAt: optional(u.CheckedAt), ManifestDiff: u.Diff,
+		ToFetch: u.ToFetch, Downgrade: u.Downgrade, PlatformChanged: u.PlatformChanged}
 	if v := u.Signature; v != nil {
 		c.Signature = &signatureJSON{Allowed: v.Allowed, Reason: v.Reason}
 	}
@@ -152,8 +157,15 @@ func writeUpdate(ew *errWriter, u *updatecache.CachedUpdate) {
 	ew.printf("Total new layers: %-4d  Size: %s\n", d.Total, humanSize(d.TotalSize))
 	ew.printf("Removed layers:   %-4d  Size: %s\n", d.NRemoved, humanSize(d.RemovedSize))
 	ew.printf("Added layers:     %-4d  Size: %s\n", d.NAdded, humanSize(d.AddedSize))
+	ew.printf("To download:      %-4d  Size: %s\n", u.ToFetch.Layers, humanSize(u.ToFetch.Size))
 	if d.NAdded == 0 && d.NRemoved == 0 && u.ConfigChanged {
 		ew.printf("Only the image configuration changed.\n")
+	}
+	if u.PlatformChanged {
+		ew.printf("The update is for another platform: %s.\n", u.Platform())
+	}
+	if u.Downgrade {
+		ew.printf("This is a downgrade: the update is older than the deployed image.\n")
 	}
 }
 
