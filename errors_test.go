@@ -32,7 +32,7 @@ var rootSentinels = map[string]error{
 	"ErrInvalidReference": updatecache.ErrInvalidReference, "ErrNoCachedUpdate": updatecache.ErrNoCachedUpdate,
 	"ErrPreparedUpdateGone": updatecache.ErrPreparedUpdateGone, "ErrInvalidLayer": updatecache.ErrInvalidLayer,
 	"ErrRemoteVerification": updatecache.ErrRemoteVerification,
-	"ErrManifestUnknown": updatecache.ErrManifestUnknown, "ErrUnauthorized": updatecache.ErrUnauthorized,
+	"ErrManifestUnknown":    updatecache.ErrManifestUnknown, "ErrUnauthorized": updatecache.ErrUnauthorized,
 	"ErrRateLimited": updatecache.ErrRateLimited, "ErrUnavailable": updatecache.ErrUnavailable,
 	"ErrConfig": updatecache.ErrConfig, "ErrDigestMismatch": updatecache.ErrDigestMismatch,
 	"ErrTooLarge": updatecache.ErrTooLarge, "ErrUnsupportedManifest": updatecache.ErrUnsupportedManifest,
