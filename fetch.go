@@ -24,7 +24,8 @@ type RegistryOptions struct {
 	// SystemContext choices, else the running platform.
 	Platform *imgspecv1.Platform
 	// Offline forbids network access: anything that needs it fails with
-	// ErrOffline.
+	// ErrOffline. Local transports (oci:, oci-archive:, dir:, …) work
+	// offline.
 	Offline bool
 	// MaxManifestSize and MaxConfigSize cap what is read from the network;
 	// zero means the defaults of 4 MiB each.
@@ -69,7 +70,7 @@ func (o *RegistryOptions) client() *registry.Client {
 // now), and reads its manifest and config. The source stays open for the
 // layers; the caller closes it.
 func (o *RegistryOptions) open(ctx context.Context, ir *imageRef, top digest.Digest) (*registry.Source, *fetchedImage, error) {
-	if o.Offline {
+	if o.Offline && ir.overNetwork() {
 		return nil, nil, fmt.Errorf("%w: fetching %s", ErrOffline, ir.name)
 	}
 	src, err := o.client().Open(ctx, ir.ref, top)
@@ -134,7 +135,7 @@ func (o *RegistryOptions) otherPlatform(platform string) bool {
 
 // digest asks the registry what ir names now: one HEAD for a tag.
 func (o *RegistryOptions) digest(ctx context.Context, ir *imageRef) (digest.Digest, error) {
-	if o.Offline {
+	if o.Offline && ir.overNetwork() {
 		return "", fmt.Errorf("%w: checking %s", ErrOffline, ir.name)
 	}
 	top, err := o.client().Digest(ctx, ir.ref)

@@ -446,3 +446,21 @@ func TestPreparePlatformChange(t *testing.T) {
 		assert.Equal(t, tt.gets, e.reg.Counts().ManifestGET, "%s: %s", tt.arch, e.reg.Counts())
 	}
 }
+
+// TestPrepareLocalLayoutOffline: an oci: layout is read from disk, so a
+// check of one works with Offline set.
+func TestPrepareLocalLayoutOffline(t *testing.T) {
+	e := newEnv(t)
+	dir := t.TempDir()
+	ref := "oci:" + dir + ":stable"
+	v1, v2 := image(t, "1"), image(t, "2")
+	_, err := updatecachetest.Deploy(e.ctx, e.repoPath, ref, v1, "")
+	require.NoError(t, err)
+	require.NoError(t, updatecachetest.WriteLayout(dir, "stable", v2))
+	opts := e.options()
+	opts.Offline = true
+	res, err := updatecache.Prepare(e.ctx, e.repo, ref, opts)
+	require.NoError(t, err)
+	assert.Equal(t, updatecache.UpdateCached, res.Outcome)
+	assert.Equal(t, v2.ManifestDigest, res.CachedUpdate.ManifestDigest)
+}

@@ -85,6 +85,10 @@ func parseImageRef(s string) (*imageRef, error) {
 	return ir, nil
 }
 
+// overNetwork reports whether the image is reached over the network
+// (docker://); the other transports read local files.
+func (ir *imageRef) overNetwork() bool { return ir.ref.Transport().Name() == "docker" }
+
 // refName is the OSTree ref of the image's merge commit.
 func (ir *imageRef) refName() (string, error) {
 	n, err := ostree.ImageRefName(ir.name)
