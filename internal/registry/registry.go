@@ -2,17 +2,22 @@
 // a container registry (or a local image layout) which digest a reference
 // points to, fetches and verifies an image's manifest and config, streams
 // its layer blobs verifying them as they go, and evaluates the signature
-// policy (policy.json) for it. It is built on containers/image and knows
-// nothing of OSTree.
+// policy (policy.json) for it. It knows nothing of OSTree.
 //
-// The update check this serves is: Digest (one manifest HEAD for a tag);
-// if that digest is new, Fetch by exactly that digest (so a tag that moves
-// between the two requests cannot mix images), resolving an index to one
-// platform's manifest and fetching the config blob. A pull opens a Source
-// pinned to one digest and reads the image and then its layers through it,
-// over one registry session. Every byte is checked against the digest and
-// size that named it, and every failure is reported with one of the
-// sentinel errors of this package.
+// The update check is a Check: Client.Check asks what the reference points
+// to (one manifest HEAD for a tag); if that digest is new, Check.Image
+// fetches the manifest by exactly that digest (so a tag that moves between
+// the two requests cannot mix images), resolving an index to one
+// platform's manifest, and the config, over the same registry session and
+// from the same pull source. The session is a small distribution-API
+// client of this package that takes all its configuration from
+// containers/image (registries.conf, auth files, certificates, TLS), so it
+// reaches registries the way a pull does. A pull opens a Source pinned to
+// one digest and reads the image and then its layers through one
+// containers/image source. Every byte is checked against the digest and
+// size that named it, every manifest and config is capped before it is
+// read, and every failure is reported with one of the sentinel errors of
+// this package.
 package registry
 
 import (
@@ -107,85 +112,43 @@ func isDocker(ref types.ImageReference) bool {
 	return ref.Transport().Name() == docker.Transport.Name()
 }
 
-// pinnedDigest returns the digest a docker reference is pinned to, or "".
-func pinnedDigest(ref types.ImageReference) digest.Digest {
+// PinnedDigest returns the digest a docker:// reference is pinned to
+// (name@digest), or "".
+func PinnedDigest(ref types.ImageReference) digest.Digest {
 	if c, ok := ref.DockerReference().(reference.Canonical); ok && isDocker(ref) {
 		return c.Digest()
 	}
 	return ""
 }
 
-// Digest returns the digest of what ref currently points to: for a
-// docker:// tag one manifest HEAD; for a digest-pinned docker:// reference
-// the pinned digest, without any request; for local transports (oci:,
-// dir:, oci-archive:, …) the digest of the manifest read from disk.
-func (c *Client) Digest(ctx context.Context, ref types.ImageReference) (digest.Digest, error) {
+// Pin returns the docker:// reference ref pinned to d: the same repository
+// at exactly d, whatever tag or digest ref named. Other transports cannot
+// be pinned (ErrInvalidReference).
+func Pin(ref types.ImageReference, d digest.Digest) (types.ImageReference, error) {
 	name := transports.ImageName(ref)
-	if isDocker(ref) {
-		if d := pinnedDigest(ref); d != "" {
-			return d, nil
-		}
-		d, err := docker.GetDigest(ctx, c.sys, ref)
-		if err != nil {
-			return "", classify(err, "HEAD manifest "+name)
-		}
-		return d, nil
+	if err := d.Validate(); err != nil {
+		return nil, wrapf(ErrInvalidReference, err, "pinning %s to %q", name, d)
 	}
-	src, err := ref.NewImageSource(ctx, c.sys)
-	if err != nil {
-		return "", classify(err, "opening "+name)
+	if !isDocker(ref) {
+		return nil, wrapf(ErrInvalidReference, nil, "%s: only docker:// references can be pinned to a digest", name)
 	}
-	defer src.Close()
-	data, _, err := c.getManifest(ctx, src, nil, name)
+	pinned, err := reference.WithDigest(reference.TrimNamed(ref.DockerReference()), d)
+	if err == nil {
+		var pinnedRef types.ImageReference
+		if pinnedRef, err = docker.NewReference(pinned); err == nil {
+			return pinnedRef, nil
+		}
+	}
+	return nil, wrapf(ErrInvalidReference, err, "pinning %s to %s", name, d)
+}
+
+// Digest returns what ref points to now: Client.Check without the rest of
+// the check, for callers that fetch nothing after it.
+func (c *Client) Digest(ctx context.Context, ref types.ImageReference) (digest.Digest, error) {
+	ch, err := c.Check(ctx, ref)
 	if err != nil {
 		return "", err
 	}
-	return digest.FromBytes(data), nil
-}
-
-// Fetch fetches and verifies the manifest and config of ref, not its
-// layers: Open, Image and Close in one call. With top == "" it fetches
-// whatever ref points to (one manifest GET, plus one for an index's
-// instance); otherwise it fetches exactly top (a docker:// reference is
-// re-pinned to top, so the tag is not consulted) and fails with
-// ErrDigestMismatch if the bytes do not hash to it. For local transports,
-// top must be what ref points to.
-func (c *Client) Fetch(ctx context.Context, ref types.ImageReference, top digest.Digest) (*Image, error) {
-	src, err := c.Open(ctx, ref, top)
-	if err != nil {
-		return nil, err
-	}
-	defer src.Close()
-	return src.Image(ctx)
-}
-
-// open returns an image source for ref, re-pinned to top for docker://.
-func (c *Client) open(ctx context.Context, ref types.ImageReference, top digest.Digest) (types.ImageSource, error) {
-	if top != "" && isDocker(ref) {
-		pinned, err := reference.WithDigest(reference.TrimNamed(ref.DockerReference()), top)
-		if err != nil {
-			return nil, err
-		}
-		if ref, err = docker.NewReference(pinned); err != nil {
-			return nil, err
-		}
-	}
-	return ref.NewImageSource(ctx, c.sys)
-}
-
-// getManifest reads one manifest (instance == nil: the source's own) and
-// enforces the size cap.
-func (c *Client) getManifest(ctx context.Context, src types.ImageSource, instance *digest.Digest, name string) ([]byte, string, error) {
-	what := "GET manifest " + name
-	if instance != nil {
-		what += "@" + instance.String()
-	}
-	data, mt, err := src.GetManifest(ctx, instance)
-	if err != nil {
-		return nil, "", classify(err, what)
-	}
-	if int64(len(data)) > c.maxManifest {
-		return nil, "", wrapf(ErrTooLarge, nil, "%s: %d bytes, cap %d", what, len(data), c.maxManifest)
-	}
-	return data, mt, nil
+	defer ch.Close()
+	return ch.TopDigest(), nil
 }
