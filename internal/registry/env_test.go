@@ -61,7 +61,13 @@ func (e *env) client(opts registry.Options) *registry.Client {
 
 func (e *env) ref(t *testing.T, repo, tagOrDigest string) types.ImageReference {
 	t.Helper()
-	ref, err := docker.ParseReference(strings.TrimPrefix(e.reg.Ref(repo, tagOrDigest), "docker:"))
+	return parseRef(t, strings.TrimPrefix(e.reg.Ref(repo, tagOrDigest), "docker:"))
+}
+
+// parseRef parses a docker transport reference ("//host/repo:tag").
+func parseRef(t *testing.T, s string) types.ImageReference {
+	t.Helper()
+	ref, err := docker.ParseReference(s)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -172,9 +172,12 @@ func sentinelFor(err error) error {
 		return ErrUnavailable
 	}
 	// containers/image reports its body size limit (iolimits.ReadAtMost)
-	// only as text.
+	// and a registry blocked by registries.conf only as text.
 	if strings.Contains(err.Error(), "exceeded maximum allowed size") {
 		return ErrTooLarge
+	}
+	if strings.Contains(err.Error(), " is blocked in one of ") {
+		return ErrBlocked
 	}
 	return nil
 }

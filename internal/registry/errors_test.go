@@ -74,6 +74,7 @@ func TestClassify(t *testing.T) {
 		{"truncated", fmt.Errorf("reading manifest body: %w", io.ErrUnexpectedEOF), ErrMalformed},
 		{"size limit", errors.New("reading manifest body: exceeded maximum allowed size of 4194304 bytes"), ErrTooLarge},
 		{"bad digest header", digest.ErrDigestInvalidFormat, ErrMalformed},
+		{"blocked", errors.New(`registry r.example is blocked in one of /etc/containers/registries.conf`), ErrBlocked},
 		{"other", errors.New("something else"), nil},
 		{"ours inside a transport error", &url.Error{Op: "Get", URL: "http://h/v2/", Err: refusePlainHTTP(nil, &url.URL{Scheme: "http", Host: "h"})}, ErrInsecureRedirect},
 		{"registry status", &statusError{StatusCode: 404, status: "404 Not Found"}, ErrManifestUnknown},

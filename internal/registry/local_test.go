@@ -37,10 +37,6 @@ func grow(t *testing.T, p string) {
 	}
 }
 
-func blobPath(dir string, b updatecachetest.Blob) string {
-	return filepath.Join(dir, "blobs", b.Digest.Algorithm().String(), b.Digest.Encoded())
-}
-
 // rewriteIndex changes the one descriptor of a layout's index.json.
 func rewriteIndex(t *testing.T, dir string, change func(*imgspecv1.Descriptor)) {
 	t.Helper()

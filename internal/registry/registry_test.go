@@ -340,7 +340,7 @@ func TestSentinelsDistinct(t *testing.T) {
 // wrong credentials are ErrUnauthorized, the right ones (from the
 // SystemContext) work.
 func TestAuth(t *testing.T) {
-	host, _ := testtool.StartRegistryWithAuth(t, "updater", "s3cret")
+	host, _ := testtool.StartRegistryWith(t, testtool.RegistryConfig{HTPasswd: map[string]string{"updater": "s3cret"}})
 	img := osImage(t, "8.0", amd64, updatecachetest.OCI, updatecachetest.Gzip)
 	ctx := ctxFor(t, 30*time.Second)
 	if _, err := updatecachetest.Push(ctx, host, "auth/os", "stable", img, updatecachetest.HTTPOptions{}); err == nil {
