@@ -65,7 +65,7 @@ func (e *env) ref(t *testing.T, repo, tagOrDigest string) types.ImageReference {
 }
 
 // parseRef parses a docker transport reference ("//host/repo:tag").
-func parseRef(t *testing.T, s string) types.ImageReference {
+func parseRef(t testing.TB, s string) types.ImageReference {
 	t.Helper()
 	ref, err := docker.ParseReference(s)
 	if err != nil {
