@@ -33,7 +33,8 @@ import (
 
 // DefaultMaxManifestSize is the default cap on a manifest or index; it is
 // also the limit containers/image applies to registry manifests, so a larger
-// Options.MaxManifestSize cannot take effect for docker:// references.
+// Options.MaxManifestSize takes effect for docker:// references in a Check
+// but not through Open.
 const DefaultMaxManifestSize = 4 << 20
 
 // DefaultMaxConfigSize is the default cap on an image config.
