@@ -88,3 +88,26 @@ func TestRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseChallenge: any WWW-Authenticate value parses without panicking
+// into a lower-case scheme and parameter names.
+func FuzzParseChallenge(f *testing.F) {
+	for _, s := range []string{`Bearer realm="https://a/t",service="s",scope="repository:x:pull"`, `Basic realm="r"`,
+		`Bearer realm="a \"b\"`, `x=y`, `,,,`, `Bearer a=,b="",=c`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c, ok := parseChallenge(s)
+		if !ok {
+			return
+		}
+		if c.scheme == "" || c.scheme != strings.ToLower(c.scheme) {
+			t.Errorf("%q: scheme %q", s, c.scheme)
+		}
+		for k := range c.params {
+			if k == "" || k != strings.ToLower(k) {
+				t.Errorf("%q: parameter %q", s, k)
+			}
+		}
+	})
+}
