@@ -24,7 +24,7 @@ type fixture struct {
 	img      *updatecachetest.Image
 	idx      *updatecachetest.Index
 	ref      types.ImageReference // the image's tag
-	multiRef types.ImageReference // the index's tag
+	multiRef types.ImageReference // the index's tag, for cases that are multi
 }
 
 // path is how an image is read: the check's session (Client.Check, then
@@ -147,6 +147,7 @@ type faultCase struct {
 	timeout time.Duration // default 20s
 	op      op
 	only    path  // run along this path only; "" means both
+	multi   bool  // the case reads the index (multiRef)
 	want    error // nil: success
 	also    error // a second error the result must match
 	check   func(t *testing.T, f *fixture, n updatecachetest.Counts)
@@ -301,7 +302,7 @@ var faultCases = []faultCase{
 			_, err := readImage(ctx, p, c, f.multiRef, "")
 			return err
 		},
-		only: pullPath, want: registry.ErrTooLarge,
+		only: pullPath, multi: true, want: registry.ErrTooLarge,
 		check: func(t *testing.T, _ *fixture, n updatecachetest.Counts) {
 			if n.ManifestGET != 1 {
 				t.Errorf("want the instance refused from its descriptor, without a GET; %v", n)
@@ -338,7 +339,7 @@ var faultCases = []faultCase{
 		`{"schemaVersion":2,"mediaType":"application/vnd.example.thing+json"}`)),
 		op: opImageTag, only: pullPath, want: registry.ErrUnsupportedManifest},
 	{name: "index without the platform", opts: registry.Options{Platform: &imgspecv1.Platform{OS: "linux", Architecture: "s390x"}},
-		op: opImageMulti, want: registry.ErrNoMatchingPlatform,
+		op: opImageMulti, multi: true, want: registry.ErrNoMatchingPlatform,
 		check: func(t *testing.T, _ *fixture, n updatecachetest.Counts) {
 			if n.ManifestGET != 1 || n.BlobGET != 0 {
 				t.Errorf("want only the index fetched; %v", n)
@@ -350,7 +351,7 @@ var faultCases = []faultCase{
 			return []updatecachetest.Fault{{Method: http.MethodGet, Path: f.idx.Images[0].ManifestDigest.Encoded(), Corrupt: true}}
 		},
 		opts: registry.Options{Platform: &amd64},
-		op:   opImageMulti, want: registry.ErrDigestMismatch,
+		op:   opImageMulti, multi: true, want: registry.ErrDigestMismatch,
 	},
 	{name: "truncated manifest", faults: faults(getManifest(updatecachetest.Fault{Truncate: true})), op: opImageDigest, want: registry.ErrMalformed},
 	{name: "truncated config", faults: faults(getBlob(updatecachetest.Fault{Truncate: true})), op: opImageDigest, want: registry.ErrMalformed},
@@ -373,31 +374,37 @@ var faultCases = []faultCase{
 func TestFaults(t *testing.T) {
 	forEachEnv(t, func(t *testing.T, e *env) {
 		for i, tc := range faultCases {
-			for _, p := range []path{checkPath, pullPath} {
-				if tc.only != "" && tc.only != p {
-					continue
+			t.Run(tc.name, func(t *testing.T) {
+				f := &fixture{
+					reg: e.reg,
+					img: osImage(t, "7.0", amd64, updatecachetest.OCI, updatecachetest.Gzip),
+					idx: multiArch(t, "7.0", updatecachetest.OCI),
 				}
-				t.Run(tc.name+"/"+string(p), func(t *testing.T) { runFault(t, e, fmt.Sprintf("faults/%d-%s", i, p), tc, p) })
-			}
+				repo := fmt.Sprintf("faults/%d", i)
+				e.push(t, repo, "stable", f.img)
+				f.ref = e.ref(t, repo, "stable")
+				if tc.multi {
+					e.push(t, repo+"-multi", "stable", f.idx)
+					f.multiRef = e.ref(t, repo+"-multi", "stable")
+				}
+				for _, p := range []path{checkPath, pullPath} {
+					if tc.only == "" || tc.only == p {
+						t.Run(string(p), func(t *testing.T) { runFault(t, e, f, tc, p) })
+					}
+				}
+			})
 		}
 	})
 }
 
-func runFault(t *testing.T, e *env, repo string, tc faultCase, p path) {
-	f := &fixture{
-		reg: e.reg,
-		img: osImage(t, "7.0", amd64, updatecachetest.OCI, updatecachetest.Gzip),
-		idx: multiArch(t, "7.0", updatecachetest.OCI),
-	}
-	e.push(t, repo, "stable", f.img)
-	e.push(t, repo+"-multi", "stable", f.idx)
-	f.ref, f.multiRef = e.ref(t, repo, "stable"), e.ref(t, repo+"-multi", "stable")
+func runFault(t *testing.T, e *env, f *fixture, tc faultCase, p path) {
 	if tc.faults != nil {
 		for _, fl := range tc.faults(t, f) {
 			e.reg.AddFault(fl)
 		}
 	}
 	defer e.reg.ClearFaults()
+	e.reg.Reset()
 
 	timeout := tc.timeout
 	if timeout == 0 {
