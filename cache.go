@@ -9,10 +9,12 @@ import (
 	"unicode/utf8"
 
 	digest "github.com/opencontainers/go-digest"
+	"go.podman.io/image/v5/manifest"
 
 	"github.com/osimage/updatecache/internal/gvariant"
 	"github.com/osimage/updatecache/internal/keys"
 	"github.com/osimage/updatecache/internal/ostree"
+	"github.com/osimage/updatecache/internal/registry"
 )
 
 // The cached update: an update Prepare found, stored as detached metadata
@@ -171,6 +173,19 @@ func (rec *cachedRecord) updateOf(deployed *Deployed) (*CachedUpdate, error) {
 	}
 	img.TopDigest = rec.topDigest
 	return newCachedUpdate(deployed, img, rec.checkedAt, rec.signature), nil
+}
+
+// registryImage describes the record as the registry side does, to
+// evaluate the signature policy for it again without fetching it; top is
+// the digest the tag names (the record's manifest, or its index).
+func (rec *cachedRecord) registryImage(top digest.Digest) *registry.Image {
+	return &registry.Image{
+		TopDigest:         top,
+		ManifestDigest:    rec.manifestDigest,
+		ManifestMediaType: manifest.GuessMIMEType(rec.manifest),
+		Manifest:          rec.manifest,
+		Config:            rec.config,
+	}
 }
 
 // store sets the record's keys in md, replacing any earlier cached update and

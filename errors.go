@@ -47,6 +47,8 @@ var (
 	ErrUnauthorized        = registry.ErrUnauthorized        // 401/403
 	ErrRateLimited         = registry.ErrRateLimited         // 429 beyond the retries allowed by the deadline
 	ErrUnavailable         = registry.ErrUnavailable         // 5xx, connection failures, timeouts, redirect loops: retrying may help
+	ErrBlocked             = registry.ErrBlocked             // registries.conf blocks the registry; nothing was sent to it
+	ErrInsecureRedirect    = registry.ErrInsecureRedirect    // a redirect from HTTPS to plain HTTP while TLS is verified, refused before connecting
 	ErrConfig              = registry.ErrConfig              // unreadable or malformed registries.conf, registries.d, auth file or certificates; an untrusted or misnamed registry certificate; plain HTTP where TLS is required: retrying will not help
 	ErrDigestMismatch      = registry.ErrDigestMismatch      // content that does not match its digest or size
 	ErrTooLarge            = registry.ErrTooLarge            // a manifest or config over its size cap, or a cached update that would make the detached metadata too large to read back

@@ -34,7 +34,7 @@ var rootSentinels = map[string]error{
 	"ErrRemoteVerification": updatecache.ErrRemoteVerification,
 	"ErrManifestUnknown":    updatecache.ErrManifestUnknown, "ErrUnauthorized": updatecache.ErrUnauthorized,
 	"ErrRateLimited": updatecache.ErrRateLimited, "ErrUnavailable": updatecache.ErrUnavailable,
-	"ErrConfig": updatecache.ErrConfig, "ErrDigestMismatch": updatecache.ErrDigestMismatch,
+	"ErrConfig": updatecache.ErrConfig, "ErrBlocked": updatecache.ErrBlocked, "ErrInsecureRedirect": updatecache.ErrInsecureRedirect, "ErrDigestMismatch": updatecache.ErrDigestMismatch,
 	"ErrTooLarge": updatecache.ErrTooLarge, "ErrUnsupportedManifest": updatecache.ErrUnsupportedManifest,
 	"ErrNoMatchingPlatform": updatecache.ErrNoMatchingPlatform, "ErrMalformed": updatecache.ErrMalformed,
 	"ErrPolicyRejected": updatecache.ErrPolicyRejected, "ErrPolicyInvalid": updatecache.ErrPolicyInvalid,

@@ -82,34 +82,65 @@ func (o *RegistryOptions) open(ctx context.Context, ir *imageRef, top digest.Dig
 		src.Close()
 		return nil, nil, fmt.Errorf("fetching %s: %w", ir.name, err)
 	}
-	img, err := parseImage(raw.ManifestDigest, raw.Manifest, raw.Config)
+	f, err := newFetchedImage(raw)
 	if err != nil {
 		src.Close()
 		return nil, nil, err
 	}
-	img.TopDigest = raw.TopDigest
-	return src, &fetchedImage{raw: raw, image: img}, nil
+	return src, f, nil
 }
 
-// fetch reads the manifest and config of the image pinned to top, with the
-// signature verdict when asked for.
-func (o *RegistryOptions) fetch(ctx context.Context, ir *imageRef, top digest.Digest) (*fetchedImage, *SignatureVerdict, error) {
-	src, f, err := o.open(ctx, ir, top)
+func newFetchedImage(raw *registry.Image) (*fetchedImage, error) {
+	img, err := parseImage(raw.ManifestDigest, raw.Manifest, raw.Config)
+	if err != nil {
+		return nil, err
+	}
+	img.TopDigest = raw.TopDigest
+	return &fetchedImage{raw: raw, image: img}, nil
+}
+
+// check asks the registry what ir names now: for a tag one HEAD, to the
+// pull source registries.conf leads to. The returned check keeps that
+// session open for fetch; the caller closes it.
+func (o *RegistryOptions) check(ctx context.Context, ir *imageRef) (*registry.Check, error) {
+	if o.Offline && ir.overNetwork() {
+		return nil, fmt.Errorf("%w: checking %s", ErrOffline, ir.name)
+	}
+	ch, err := o.client().Check(ctx, ir.ref)
+	if err != nil {
+		return nil, fmt.Errorf("checking %s: %w", ir.name, err)
+	}
+	return ch, nil
+}
+
+// fetch reads the manifest and config of what ch found, from the source
+// that answered it, with the signature verdict when asked for.
+func (o *RegistryOptions) fetch(ctx context.Context, ir *imageRef, ch *registry.Check) (*fetchedImage, *SignatureVerdict, error) {
+	raw, err := ch.Image(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("fetching %s@%s: %w", ir.name, ch.TopDigest(), err)
+	}
+	f, err := newFetchedImage(raw)
 	if err != nil {
 		return nil, nil, err
 	}
-	defer src.Close()
-	v, err := o.verdict(ctx, ir, src, f)
+	v, err := o.verdict(ctx, ir, ch, raw)
 	return f, v, err
 }
 
-// verdict evaluates the signature policy for the image when asked to: nil
-// when signatures are not verified.
-func (o *RegistryOptions) verdict(ctx context.Context, ir *imageRef, src *registry.Source, f *fetchedImage) (*SignatureVerdict, error) {
+// policyChecker evaluates the signature policy for an image it read:
+// registry.Source and registry.Check.
+type policyChecker interface {
+	CheckPolicy(ctx context.Context, img *registry.Image, policyPath string) (registry.Verdict, error)
+}
+
+// verdict evaluates the signature policy for raw when asked to: nil when
+// signatures are not verified.
+func (o *RegistryOptions) verdict(ctx context.Context, ir *imageRef, pc policyChecker, raw *registry.Image) (*SignatureVerdict, error) {
 	if !o.VerifySignatures && !ir.signed {
 		return nil, nil
 	}
-	v, err := src.CheckPolicy(ctx, f.raw, o.SignaturePolicyPath)
+	v, err := pc.CheckPolicy(ctx, raw, o.SignaturePolicyPath)
 	if err != nil {
 		return nil, fmt.Errorf("signature policy for %s: %w", ir.name, err)
 	}
@@ -131,16 +162,4 @@ func (o *RegistryOptions) otherPlatform(platform string) bool {
 	arch, variant, _ := strings.Cut(rest, "/")
 	return want.OS != "" && want.OS != os || want.Architecture != "" && want.Architecture != arch ||
 		want.Variant != "" && want.Variant != variant
-}
-
-// digest asks the registry what ir names now: one HEAD for a tag.
-func (o *RegistryOptions) digest(ctx context.Context, ir *imageRef) (digest.Digest, error) {
-	if o.Offline && ir.overNetwork() {
-		return "", fmt.Errorf("%w: checking %s", ErrOffline, ir.name)
-	}
-	top, err := o.client().Digest(ctx, ir.ref)
-	if err != nil {
-		return "", fmt.Errorf("checking %s: %w", ir.name, err)
-	}
-	return top, nil
 }

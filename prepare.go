@@ -8,6 +8,7 @@ import (
 
 	"github.com/osimage/updatecache/internal/gvariant"
 	"github.com/osimage/updatecache/internal/keys"
+	"github.com/osimage/updatecache/internal/registry"
 )
 
 // PrepareOptions configure Prepare.
@@ -106,7 +107,7 @@ func Prepare(ctx context.Context, repo *Repo, image string, opts PrepareOptions)
 	if d != nil && d.isDeployed(ir.pinnedDigest()) {
 		return res, repo.noUpdate(ctx, res, d, "the reference is pinned to the deployed digest", "")
 	}
-	top, err := opts.digest(ctx, ir)
+	ch, err := opts.check(ctx, ir)
 	if errors.Is(err, ErrManifestUnknown) && d != nil && d.record != nil {
 		// The tag names nothing now: what was cached for it is not current.
 		repo.forgetUpdate(ctx, d)
@@ -114,21 +115,40 @@ func Prepare(ctx context.Context, repo *Repo, image string, opts PrepareOptions)
 	if err != nil {
 		return res, err
 	}
+	defer ch.Close()
+	top := ch.TopDigest()
 	switch {
 	case d != nil && d.isDeployed(top) && !opts.otherPlatform(d.deployed.Platform()):
 		return res, repo.noUpdate(ctx, res, d, "the registry still serves the deployed image", "")
 	case d != nil && d.isCached(top) && !opts.otherPlatform(d.record.platform):
-		if d.update == nil { // cached by another tool, though it is the deployed image
-			return res, repo.noUpdate(ctx, res, d, "the registry's image is the deployed one", "")
-		}
-		res.CachedUpdate, res.Outcome = d.update, UpdateCached
-		return res, nil
+		return res, repo.stillCached(ctx, res, d, ir, ch, opts.RegistryOptions)
 	}
-	f, verdict, err := opts.fetch(ctx, ir, top)
+	f, verdict, err := opts.fetch(ctx, ir, ch)
 	if err != nil {
 		return res, err
 	}
 	return res, repo.cacheUpdate(ctx, res, d, f, verdict)
+}
+
+// stillCached reports the update cached earlier, which the tag still
+// names. With signatures verified, the policy as it is now decides again
+// (its verdict may have changed since), and a new verdict is stored.
+func (r *Repo) stillCached(ctx context.Context, res *PrepareResult, d *deployment, ir *imageRef, ch *registry.Check, opts RegistryOptions) error {
+	if d.update == nil { // cached by another tool, though it is the deployed image
+		return r.noUpdate(ctx, res, d, "the registry's image is the deployed one", "")
+	}
+	res.CachedUpdate, res.Outcome = d.update, UpdateCached
+	verdict, err := opts.verdict(ctx, ir, ch, d.record.registryImage(ch.TopDigest()))
+	if err != nil || verdict == nil || d.record.signature != nil && *verdict == *d.record.signature {
+		return err
+	}
+	res.CachedUpdate.Signature, d.record.signature = verdict, verdict
+	err = r.updateDetached(ctx, d.deployed.MergeCommit, d.record.store)
+	if errors.Is(err, ErrReadOnly) {
+		res.Reason = "the repository is read-only, so the new signature verdict was not recorded"
+		return nil
+	}
+	return err
 }
 
 // cacheUpdate records the fetched image as the update of the deployment d

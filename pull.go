@@ -154,7 +154,7 @@ func (r *Repo) pull(ctx context.Context, req pullRequest, opts PullOptions) (*Pu
 		res.MergeCommit, res.AlreadyDeployed = d.deployed.MergeCommit, true
 		return res, nil
 	}
-	verdict, err := opts.verdict(ctx, req.from, src, f)
+	verdict, err := opts.verdict(ctx, req.from, src, f.raw)
 	if err != nil {
 		return nil, err
 	}

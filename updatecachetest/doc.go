@@ -25,8 +25,16 @@
 // padded or replaced body, or a lying Docker-Content-Digest. Close (or
 // Stop) makes the registry go away.
 //
+// NewTLSProxy serves the proxy over HTTPS with a self-signed Certificate
+// (NewCertificate; Trust writes it where containers/image's certs.d looks),
+// for tests of TLS verification and redirects. TokenIssuer is a bearer
+// token server as Docker Hub, quay.io and ghcr.io have: real registries
+// configured for token authentication accept its tokens; NewServer serves
+// it, or any handler, with the same counting and faults.
+//
 // Push uploads images and indexes to any registry speaking the
-// distribution API over plain HTTP; DeleteManifest removes one again.
+// distribution API (over plain HTTP, or HTTPS; with basic auth or a
+// bearer token); DeleteManifest removes one again.
 // SystemContext returns containers/image settings that reach these
 // registries without reading the machine's registry configuration or
 // credentials.

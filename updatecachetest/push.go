@@ -3,6 +3,7 @@ package updatecachetest
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,14 +15,18 @@ import (
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// HTTPOptions configure the plain-HTTP registry client of Push,
-// PushManifest and DeleteManifest.
+// HTTPOptions configure the registry client of Push, PushManifest and
+// DeleteManifest.
 type HTTPOptions struct {
 	// Client sends the requests; nil means a private client whose idle
 	// connections are closed when the call returns.
 	Client *http.Client
-	// Username and Password, if set, are sent as basic auth.
+	// Username and Password, if set, are sent as basic auth, or to the
+	// token realm of a registry that asks for a bearer token.
 	Username, Password string
+	// TLS, if set, makes the client speak HTTPS, with this configuration
+	// (e.g. RootCAs trusting a test Certificate) unless Client is set.
+	TLS *tls.Config
 }
 
 // manifestTypes is the Accept header for manifest requests.
@@ -30,21 +35,26 @@ var manifestTypes = strings.Join([]string{
 	MediaTypeDockerManifest, MediaTypeDockerList,
 }, ", ")
 
-// remote talks to one repository of a registry over plain HTTP.
+// remote talks to one repository of a registry.
 type remote struct {
-	base   *url.URL // http://host
+	base   *url.URL // http://host or https://host
 	repo   string
 	client *http.Client
 	opts   HTTPOptions
+	bearer string // a token from the registry's realm, once asked for
 }
 
 // withRemote runs fn with a client for repo at host and releases the
 // client's connections afterwards.
 func withRemote(host, repo string, opts HTTPOptions, fn func(*remote) error) error {
 	r := &remote{base: &url.URL{Scheme: "http", Host: host}, repo: repo, client: opts.Client, opts: opts}
+	if opts.TLS != nil {
+		r.base.Scheme = "https"
+	}
 	if r.client == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.Proxy = nil // the registries are on loopback
+		tr.TLSClientConfig = opts.TLS
 		r.client = &http.Client{Transport: tr}
 		defer tr.CloseIdleConnections()
 	}
@@ -58,6 +68,33 @@ func (r *remote) do(ctx context.Context, method, target string, header http.Head
 	if err != nil {
 		return nil, err
 	}
+	res, err := r.send(ctx, method, u, header, body)
+	if err != nil {
+		return nil, err
+	}
+	if challenge := res.Header.Get("WWW-Authenticate"); res.StatusCode == http.StatusUnauthorized &&
+		r.bearer == "" && strings.HasPrefix(strings.ToLower(challenge), "bearer ") {
+		drain(res)
+		if r.bearer, err = r.token(ctx, challenge); err != nil {
+			return nil, err
+		}
+		if res, err = r.send(ctx, method, u, header, body); err != nil {
+			return nil, err
+		}
+	}
+	for _, code := range ok {
+		if res.StatusCode == code {
+			return res, nil
+		}
+	}
+	defer res.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(res.Body, 1024))
+	return nil, fmt.Errorf("%s %s: %s: %s", method, u.Path, res.Status, bytes.TrimSpace(msg))
+}
+
+// send makes one request, authorised with the bearer token if there is
+// one, else with the basic credentials if any.
+func (r *remote) send(ctx context.Context, method string, u *url.URL, header http.Header, body []byte) (*http.Response, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -69,21 +106,47 @@ func (r *remote) do(ctx context.Context, method, target string, header http.Head
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	if r.opts.Username != "" || r.opts.Password != "" {
+	switch {
+	case r.bearer != "":
+		req.Header.Set("Authorization", "Bearer "+r.bearer)
+	case r.opts.Username != "" || r.opts.Password != "":
 		req.SetBasicAuth(r.opts.Username, r.opts.Password)
 	}
-	res, err := r.client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	for _, code := range ok {
-		if res.StatusCode == code {
-			return res, nil
+	return r.client.Do(req)
+}
+
+// token asks the realm of a bearer challenge for push, pull and delete
+// access to the repository, with the basic credentials if any.
+func (r *remote) token(ctx context.Context, challenge string) (string, error) {
+	params := map[string]string{}
+	for _, kv := range strings.Split(challenge[len("bearer "):], ",") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(kv), "="); ok {
+			params[strings.ToLower(k)] = strings.Trim(v, `"`)
 		}
 	}
-	defer res.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(res.Body, 1024))
-	return nil, fmt.Errorf("%s %s: %s: %s", method, u.Path, res.Status, bytes.TrimSpace(msg))
+	realm, err := url.Parse(params["realm"])
+	if err != nil || realm.Host == "" {
+		return "", fmt.Errorf("bearer challenge %q: bad realm", challenge)
+	}
+	q := realm.Query()
+	q.Set("service", params["service"])
+	q.Set("scope", "repository:"+r.repo+":pull,push,delete")
+	realm.RawQuery = q.Encode()
+	res, err := r.send(ctx, http.MethodGet, realm, nil, nil)
+	if err != nil {
+		return "", err
+	}
+	defer drain(res)
+	if res.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("token from %s: %s", realm.Host, res.Status)
+	}
+	var doc struct {
+		Token string `json:"token"`
+	}
+	if err := json.NewDecoder(io.LimitReader(res.Body, 1<<20)).Decode(&doc); err != nil || doc.Token == "" {
+		return "", fmt.Errorf("token from %s: no token (%v)", realm.Host, err)
+	}
+	return doc.Token, nil
 }
 
 // drain reads and closes a response body so the connection can be reused.
@@ -145,8 +208,8 @@ func (r *remote) pushImage(ctx context.Context, img *Image) error {
 	return r.putManifest(ctx, img.ManifestDigest.String(), img.MediaType, img.Manifest)
 }
 
-// Push pushes an *Image or *Index to repo in the registry at host over
-// plain HTTP: blobs first (skipping those the registry has), an index's
+// Push pushes an *Image or *Index to repo in the registry at host (over
+// plain HTTP unless opts.TLS is set): blobs first (skipping those the registry has), an index's
 // images before the index, and finally the top manifest under tag (by
 // digest only when tag is ""). It returns the top manifest's digest.
 func Push(ctx context.Context, host, repo, tag string, a Artifact, opts HTTPOptions) (digest.Digest, error) {

@@ -1,6 +1,8 @@
 package updatecachetest
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log"
@@ -24,9 +26,11 @@ import (
 // the requests it sees and can inject faults into them (AddFault), so the
 // same fault table runs against the in-process registry and a real one.
 type Registry struct {
-	host string
-	srv  *http.Server
-	done chan struct{} // closed when Serve returns
+	host    string
+	tls     *tls.Config  // non-nil: serving HTTPS
+	backend http.Handler // what the middleware serves
+	srv     *http.Server
+	done    chan struct{} // closed when Serve returns
 
 	mu     sync.Mutex
 	counts Counts
@@ -40,57 +44,107 @@ type Registry struct {
 // pkg/registry, in memory). Close stops it.
 func StartRegistry() (*Registry, error) {
 	backend := ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))
-	return start(backend)
+	return start(backend, nil)
 }
 
 // StartProxy starts a counting, fault-injecting reverse proxy to the
 // registry at target (e.g. http://127.0.0.1:5000). Close stops it.
 func StartProxy(target *url.URL) (*Registry, error) {
+	backend, err := newReverseProxy(target, nil)
+	if err != nil {
+		return nil, err
+	}
+	return start(backend, nil)
+}
+
+// StartTLSProxy is StartProxy serving HTTPS with cert, which it also
+// trusts when target is an https:// registry (tests share one
+// certificate).
+func StartTLSProxy(target *url.URL, cert *Certificate) (*Registry, error) {
+	pair, err := tls.X509KeyPair(cert.CertPEM, cert.KeyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("updatecachetest: %w", err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(cert.CertPEM)
+	backend, err := newReverseProxy(target, &tls.Config{RootCAs: roots})
+	if err != nil {
+		return nil, err
+	}
+	return start(backend, &tls.Config{Certificates: []tls.Certificate{pair}})
+}
+
+// StartServer serves any handler (a TokenIssuer, say) the way a Registry
+// is served: on 127.0.0.1, counting requests and applying faults.
+func StartServer(handler http.Handler) (*Registry, error) {
+	return start(handler, nil)
+}
+
+func newReverseProxy(target *url.URL, targetTLS *tls.Config) (*httputil.ReverseProxy, error) {
 	if target == nil || target.Scheme == "" || target.Host == "" {
 		return nil, fmt.Errorf("updatecachetest: proxy target %v needs a scheme and a host", target)
 	}
-	backend := &httputil.ReverseProxy{
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil // the registries are on loopback
+	tr.TLSClientConfig = targetTLS
+	return &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(target)
 			// Keep the client's Host so the registry's upload Location
 			// URLs point back through this proxy.
 			r.Out.Host = r.In.Host
 		},
-		ErrorLog: log.New(io.Discard, "", 0),
-	}
-	return start(backend)
+		Transport: tr,
+		ErrorLog:  log.New(io.Discard, "", 0),
+	}, nil
 }
 
 // NewRegistry starts an in-process registry for a test and stops it when
 // the test ends.
 func NewRegistry(t testing.TB) *Registry {
 	t.Helper()
-	r, err := StartRegistry()
-	if err != nil {
-		t.Fatalf("starting registry: %v", err)
-	}
-	t.Cleanup(r.Stop)
-	return r
+	return forTest(t)(StartRegistry())
 }
 
 // NewProxy starts a proxy to target for a test and stops it when the test
 // ends.
 func NewProxy(t testing.TB, target *url.URL) *Registry {
 	t.Helper()
-	r, err := StartProxy(target)
-	if err != nil {
-		t.Fatalf("starting proxy: %v", err)
-	}
-	t.Cleanup(r.Stop)
-	return r
+	return forTest(t)(StartProxy(target))
 }
 
-func start(backend http.Handler) (*Registry, error) {
+// NewTLSProxy starts an HTTPS proxy to target for a test and stops it when
+// the test ends; see StartTLSProxy.
+func NewTLSProxy(t testing.TB, target *url.URL, cert *Certificate) *Registry {
+	t.Helper()
+	return forTest(t)(StartTLSProxy(target, cert))
+}
+
+// NewServer serves handler for a test and stops it when the test ends;
+// see StartServer.
+func NewServer(t testing.TB, handler http.Handler) *Registry {
+	t.Helper()
+	return forTest(t)(StartServer(handler))
+}
+
+// forTest fails t if starting failed, and stops the server when t ends.
+func forTest(t testing.TB) func(*Registry, error) *Registry {
+	return func(r *Registry, err error) *Registry {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("starting server: %v", err)
+		}
+		t.Cleanup(r.Stop)
+		return r
+	}
+}
+
+func start(backend http.Handler, tlsConfig *tls.Config) (*Registry, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("updatecachetest: listening: %w", err)
 	}
-	r := &Registry{host: ln.Addr().String()}
+	r := &Registry{host: ln.Addr().String(), tls: tlsConfig, backend: backend}
 	r.counts.reset()
 	r.serve(ln, r.middleware(backend))
 	return r, nil
@@ -98,6 +152,9 @@ func start(backend http.Handler) (*Registry, error) {
 
 // serve serves handler on ln until Close.
 func (r *Registry) serve(ln net.Listener, handler http.Handler) {
+	if r.tls != nil {
+		ln = tls.NewListener(ln, r.tls)
+	}
 	r.done = make(chan struct{})
 	r.closeOnce = sync.Once{}
 	r.srv = &http.Server{Handler: handler, ErrorLog: log.New(io.Discard, "", 0)}
@@ -123,8 +180,14 @@ func (r *Registry) Restart() error {
 // Host returns the server's host:port, e.g. "127.0.0.1:40123".
 func (r *Registry) Host() string { return r.host }
 
-// URL returns the server's base URL, e.g. "http://127.0.0.1:40123".
-func (r *Registry) URL() *url.URL { return &url.URL{Scheme: "http", Host: r.host} }
+// URL returns the server's base URL, e.g. "http://127.0.0.1:40123" (https
+// for a TLS proxy).
+func (r *Registry) URL() *url.URL {
+	if r.tls != nil {
+		return &url.URL{Scheme: "https", Host: r.host}
+	}
+	return &url.URL{Scheme: "http", Host: r.host}
+}
 
 // Ref returns a containers-transports reference to repo in this registry:
 // "docker://HOST/repo:tag", or "docker://HOST/repo@sha256:…" when
@@ -143,6 +206,9 @@ func (r *Registry) Close() error {
 	r.closeOnce.Do(func() {
 		r.closeErr = r.srv.Close()
 		<-r.done
+		if rp, ok := r.backend.(*httputil.ReverseProxy); ok {
+			rp.Transport.(*http.Transport).CloseIdleConnections()
+		}
 	})
 	return r.closeErr
 }

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	digest "github.com/opencontainers/go-digest"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/docker"
 	"go.podman.io/image/v5/types"
@@ -62,7 +61,13 @@ func (e *env) client(opts registry.Options) *registry.Client {
 
 func (e *env) ref(t *testing.T, repo, tagOrDigest string) types.ImageReference {
 	t.Helper()
-	ref, err := docker.ParseReference(strings.TrimPrefix(e.reg.Ref(repo, tagOrDigest), "docker:"))
+	return parseRef(t, strings.TrimPrefix(e.reg.Ref(repo, tagOrDigest), "docker:"))
+}
+
+// parseRef parses a docker transport reference ("//host/repo:tag").
+func parseRef(t testing.TB, s string) types.ImageReference {
+	t.Helper()
+	ref, err := docker.ParseReference(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,15 +134,4 @@ func multiArch(t testing.TB, version string, format updatecachetest.Format) *upd
 		t.Fatal(err)
 	}
 	return idx
-}
-
-// fetch reads ref's manifest and config, pinned to top when set: Open,
-// Image and Close, as an update check does.
-func fetch(ctx context.Context, c *registry.Client, ref types.ImageReference, top digest.Digest) (*registry.Image, error) {
-	src, err := c.Open(ctx, ref, top)
-	if err != nil {
-		return nil, err
-	}
-	defer src.Close()
-	return src.Image(ctx)
 }

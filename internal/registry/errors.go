@@ -58,6 +58,18 @@ var (
 	// ErrMalformed: bad JSON, missing or invalid fields, invalid digests,
 	// truncated bodies.
 	ErrMalformed = errors.New("registry: malformed")
+	// ErrBlocked: registries.conf blocks the registry (blocked = true) and
+	// no mirror served the image; nothing was sent to the blocked
+	// registry.
+	ErrBlocked = errors.New("registry: blocked by registries.conf")
+	// ErrInsecureRedirect: with TLS verification on, a registry redirected
+	// a request (or pointed its token realm) to plain HTTP; the plain-HTTP
+	// request was not sent, so no credential or token went out in clear.
+	// Hosts registries.conf marks insecure are exempt.
+	ErrInsecureRedirect = errors.New("registry: redirect from HTTPS to plain HTTP refused")
+	// ErrInvalidReference: the reference cannot be used as asked (e.g.
+	// pinning a reference that names no registry repository).
+	ErrInvalidReference = errors.New("registry: invalid reference")
 
 	// ErrPolicyUnsupported: signature policies cannot be evaluated because
 	// the program was built without the containers_image_openpgp build tag.
@@ -88,10 +100,31 @@ func classify(err error, what string) error {
 	if err == nil {
 		return nil
 	}
+	if hasSentinel(err) {
+		// Already ours, e.g. from our redirect policy deep inside a
+		// *url.Error: add the operation only.
+		return fmt.Errorf("%s: %w", what, err)
+	}
 	if sentinel := sentinelFor(err); sentinel != nil {
 		return wrapf(sentinel, err, "%s", what)
 	}
 	return fmt.Errorf("%s: %w", what, err)
+}
+
+// sentinels lists every sentinel of this package.
+var sentinels = []error{ErrManifestUnknown, ErrUnauthorized, ErrRateLimited, ErrUnavailable,
+	ErrDigestMismatch, ErrTooLarge, ErrUnsupportedManifest, ErrNoMatchingPlatform, ErrMalformed,
+	ErrBlocked, ErrInsecureRedirect, ErrInvalidReference,
+	ErrPolicyUnsupported, ErrPolicyInvalid, ErrPolicyRejected}
+
+// hasSentinel reports whether err already wraps one of our sentinels.
+func hasSentinel(err error) bool {
+	for _, s := range sentinels {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // sentinelFor finds the sentinel describing err, or nil.
@@ -150,9 +183,12 @@ func sentinelFor(err error) error {
 		return ErrUnavailable
 	}
 	// containers/image reports its body size limit (iolimits.ReadAtMost)
-	// only as text.
+	// and a registry blocked by registries.conf only as text.
 	if strings.Contains(err.Error(), "exceeded maximum allowed size") {
 		return ErrTooLarge
+	}
+	if strings.Contains(err.Error(), " is blocked in one of ") {
+		return ErrBlocked
 	}
 	return nil
 }
@@ -221,12 +257,16 @@ func statusSentinel(status int) error {
 }
 
 // httpStatus returns the HTTP status code recorded in err's tree, or 0.
-// containers/image exports it in docker.UnexpectedHTTPStatusError (5xx), but
+// The check's session records it in statusError; containers/image exports
+// it in docker.UnexpectedHTTPStatusError (5xx), but
 // a 4xx answer whose body is not registry JSON (every HEAD, most proxies)
 // becomes an unexported type whose only typed trace of the status is its
 // exported StatusCode field; reading that field by reflection is the one
 // way to tell a 404 from a 403 there.
 func httpStatus(err error) int {
+	if e, ok := errors.AsType[*statusError](err); ok {
+		return e.StatusCode
+	}
 	if e, ok := errors.AsType[docker.UnexpectedHTTPStatusError](err); ok {
 		return e.StatusCode
 	}

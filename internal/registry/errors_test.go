@@ -76,7 +76,10 @@ func TestClassify(t *testing.T) {
 		{"truncated", fmt.Errorf("reading manifest body: %w", io.ErrUnexpectedEOF), ErrMalformed},
 		{"size limit", errors.New("reading manifest body: exceeded maximum allowed size of 4194304 bytes"), ErrTooLarge},
 		{"bad digest header", digest.ErrDigestInvalidFormat, ErrMalformed},
+		{"blocked", errors.New(`registry r.example is blocked in one of /etc/containers/registries.conf`), ErrBlocked},
 		{"other", errors.New("something else"), nil},
+		{"ours inside a transport error", &url.Error{Op: "Get", URL: "http://h/v2/", Err: refusePlainHTTP(nil, &url.URL{Scheme: "http", Host: "h"})}, ErrInsecureRedirect},
+		{"registry status", &statusError{StatusCode: 404, status: "404 Not Found"}, ErrManifestUnknown},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := classify(tc.err, "HEAD manifest docker://h/r:t")
@@ -86,10 +89,7 @@ func TestClassify(t *testing.T) {
 			if !strings.Contains(got.Error(), "HEAD manifest docker://h/r:t") {
 				t.Errorf("%v lacks the operation", got)
 			}
-			all := []error{ErrManifestUnknown, ErrUnauthorized, ErrRateLimited, ErrUnavailable, ErrDigestMismatch,
-				ErrTooLarge, ErrUnsupportedManifest, ErrNoMatchingPlatform, ErrMalformed,
-				ErrPolicyUnsupported, ErrPolicyInvalid, ErrPolicyRejected}
-			for _, s := range all {
+			for _, s := range sentinels {
 				if errors.Is(got, s) != (s == tc.want) {
 					t.Errorf("%v: errors.Is(%v) = %v, want sentinel %v", got, s, errors.Is(got, s), tc.want)
 				}

@@ -131,33 +131,6 @@ func TestLayers(t *testing.T) {
 	})
 }
 
-// TestCheckSessions measures the update check of the root package: Digest
-// (a HEAD) then Fetch by that digest. containers/image gives the HEAD
-// (docker.GetDigest) its own client, so the check pings twice; see
-// Client.Digest.
-func TestCheckSessions(t *testing.T) {
-	e := fakeEnv(t)
-	img := osImage(t, "1.0", amd64, updatecachetest.OCI, updatecachetest.Gzip)
-	e.push(t, "sessions/os", "stable", img)
-	c := e.client(registry.Options{})
-	ctx := ctxFor(t, 30*time.Second)
-	ref := e.ref(t, "sessions/os", "stable")
-	d, err := c.Digest(ctx, ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := e.reg.Counts(); n.Ping != 1 || n.ManifestHEAD != 1 || n.Total != 2 {
-		t.Errorf("Digest: want 1 ping and 1 HEAD; %v", n)
-	}
-	e.reg.Reset()
-	if _, err := fetch(ctx, c, ref, d); err != nil {
-		t.Fatal(err)
-	}
-	if n := e.reg.Counts(); n.Ping != 1 || n.ManifestGET != 1 || n.BlobGET != 1 || n.Total != 3 {
-		t.Errorf("Fetch: want 1 ping, 1 manifest GET, 1 config GET; %v", n)
-	}
-}
-
 // TestOpenPins: a Source opened on a tag keeps reading the image the tag
 // named when it was opened, even after the tag moves.
 func TestOpenPins(t *testing.T) {

@@ -13,6 +13,9 @@ import (
 	"go.podman.io/image/v5/types"
 )
 
+// policySupported reports whether CheckPolicy can evaluate policies.
+const policySupported = true
+
 // CheckPolicy evaluates the signature policy for img, which must come from
 // this Source's Image, as podman or skopeo would before running it: the
 // policy's scopes and signedIdentity are matched against the reference as
@@ -87,7 +90,7 @@ func isRejection(err error) bool {
 	if _, ok := errors.AsType[signature.InvalidSignatureError](err); ok {
 		return true
 	}
-	return sentinelFor(err) == nil && !errors.Is(err, context.Canceled)
+	return !hasSentinel(err) && sentinelFor(err) == nil && !errors.Is(err, context.Canceled)
 }
 
 // loadPolicy reads the policy at path, or the default one for "".

@@ -118,6 +118,37 @@ func openImage(t *testing.T, e *env, c *registry.Client, repo string) (*registry
 	return src, img
 }
 
+// TestCheckPolicy: a Check's verdict is containers/image's, through a
+// source of its own pinned to the checked digest.
+func TestCheckPolicy(t *testing.T) {
+	e := fakeEnv(t)
+	lookaside(t, e)
+	e.push(t, "policy/check", "stable", osImage(t, "1.0", amd64, updatecachetest.OCI, updatecachetest.Gzip))
+	ctx := ctxFor(t, 30*time.Second)
+	ch, err := e.client(registry.Options{}).Check(ctx, e.ref(t, "policy/check", "stable"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	img, err := ch.Image(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		policy string
+		allow  bool
+	}{{accept, true}, {reject, false}} {
+		e.reg.Reset()
+		v, err := ch.CheckPolicy(ctx, img, policyFile(t, tc.policy, nil))
+		if err != nil || v.Allowed != tc.allow {
+			t.Errorf("%s: %+v, %v; want allowed %v", tc.policy, v, err, tc.allow)
+		}
+		if n := e.reg.Counts(); n.ManifestGET != 1 || n.ManifestHEAD != 0 {
+			t.Errorf("%s: want the source opened by digest (1 manifest GET); %v", tc.policy, n)
+		}
+	}
+}
+
 // TestPolicy evaluates policies on unsigned images, a single image and an
 // index's instance.
 func TestPolicy(t *testing.T) {

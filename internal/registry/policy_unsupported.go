@@ -4,6 +4,9 @@ package registry
 
 import "context"
 
+// policySupported reports whether CheckPolicy can evaluate policies.
+const policySupported = false
+
 // CheckPolicy would evaluate the signature policy for img, but this build
 // lacks the containers_image_openpgp tag that containers/image needs to
 // verify signatures without cgo: it always fails with ErrPolicyUnsupported.

@@ -30,4 +30,14 @@ func TestPolicyUnsupported(t *testing.T) {
 	if !errors.Is(err, registry.ErrPolicyUnsupported) || v.Allowed {
 		t.Errorf("got %+v, %v; want ErrPolicyUnsupported", v, err)
 	}
+	ch, err := e.client(registry.Options{}).Check(ctx, e.ref(t, "policy/os", "stable"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	e.reg.Reset()
+	v, err = ch.CheckPolicy(ctx, img, "")
+	if !errors.Is(err, registry.ErrPolicyUnsupported) || v.Allowed || e.reg.Counts().Total != 0 {
+		t.Errorf("Check: got %+v, %v, %v; want ErrPolicyUnsupported and no request", v, err, e.reg.Counts())
+	}
 }

@@ -2,22 +2,26 @@
 // a container registry (or a local image layout) which digest a reference
 // points to, fetches and verifies an image's manifest and config, streams
 // its layer blobs verifying them as they go, and evaluates the signature
-// policy (policy.json) for it. It is built on containers/image and knows
-// nothing of OSTree.
+// policy (policy.json) for it. It knows nothing of OSTree.
 //
-// The update check this serves is: Digest (one manifest HEAD for a tag);
-// if that digest is new, Fetch by exactly that digest (so a tag that moves
-// between the two requests cannot mix images), resolving an index to one
-// platform's manifest and fetching the config blob. A pull opens a Source
-// pinned to one digest and reads the image and then its layers through it,
-// over one registry session. Every byte is checked against the digest and
-// size that named it, and every failure is reported with one of the
-// sentinel errors of this package.
+// The update check is a Check: Client.Check asks what the reference points
+// to (one manifest HEAD for a tag); if that digest is new, Check.Image
+// fetches the manifest by exactly that digest (so a tag that moves between
+// the two requests cannot mix images), resolving an index to one
+// platform's manifest, and the config, over the same registry session and
+// from the same pull source. The session is a small distribution-API
+// client of this package that takes all its configuration from
+// containers/image (registries.conf, auth files, certificates, TLS), so it
+// reaches registries the way a pull does. A pull opens a Source pinned to
+// one digest and reads the image and then its layers through one
+// containers/image source. Every byte is checked against the digest and
+// size that named it, every manifest and config is capped before it is
+// read, and every failure is reported with one of the sentinel errors of
+// this package.
 package registry
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/opencontainers/go-digest"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -29,7 +33,8 @@ import (
 
 // DefaultMaxManifestSize is the default cap on a manifest or index; it is
 // also the limit containers/image applies to registry manifests, so a larger
-// Options.MaxManifestSize cannot take effect for docker:// references.
+// Options.MaxManifestSize takes effect for docker:// references in a Check
+// but not through Open.
 const DefaultMaxManifestSize = 4 << 20
 
 // DefaultMaxConfigSize is the default cap on an image config.
@@ -109,7 +114,7 @@ func isDocker(ref types.ImageReference) bool {
 }
 
 // PinnedDigest returns the digest a docker:// reference is pinned to
-// (name@sha256:…), or "".
+// (name@digest), or "".
 func PinnedDigest(ref types.ImageReference) digest.Digest {
 	if c, ok := ref.DockerReference().(reference.Canonical); ok && isDocker(ref) {
 		return c.Digest()
@@ -117,78 +122,34 @@ func PinnedDigest(ref types.ImageReference) digest.Digest {
 	return ""
 }
 
-// Pin returns the docker:// reference ref names, pinned to d instead of its
-// tag or digest. Other transports cannot be pinned.
+// Pin returns the docker:// reference ref pinned to d: the same repository
+// at exactly d, whatever tag or digest ref named. Other transports cannot
+// be pinned (ErrInvalidReference).
 func Pin(ref types.ImageReference, d digest.Digest) (types.ImageReference, error) {
+	name := transports.ImageName(ref)
+	if err := d.Validate(); err != nil {
+		return nil, wrapf(ErrInvalidReference, err, "pinning %s to %q", name, d)
+	}
 	if !isDocker(ref) {
-		return nil, fmt.Errorf("%w: only docker:// references can be pinned to a digest, not %s", ErrMalformed, transports.ImageName(ref))
+		return nil, wrapf(ErrInvalidReference, nil, "%s: only docker:// references can be pinned to a digest", name)
 	}
-	canonical, err := reference.WithDigest(reference.TrimNamed(ref.DockerReference()), d)
-	if err != nil {
-		return nil, wrapf(ErrMalformed, err, "pinning %s to %s", transports.ImageName(ref), d)
+	pinned, err := reference.WithDigest(reference.TrimNamed(ref.DockerReference()), d)
+	if err == nil {
+		var pinnedRef types.ImageReference
+		if pinnedRef, err = docker.NewReference(pinned); err == nil {
+			return pinnedRef, nil
+		}
 	}
-	return docker.NewReference(canonical)
+	return nil, wrapf(ErrInvalidReference, err, "pinning %s to %s", name, d)
 }
 
-// Digest returns the digest of what ref currently points to: for a
-// docker:// tag one manifest HEAD; for a digest-pinned docker:// reference
-// the pinned digest, without any request; for local transports (oci:,
-// dir:, oci-archive:, …) the digest of the manifest read from disk.
+// Digest returns what ref points to now: Client.Check without the rest of
+// the check, for callers that fetch nothing after it.
 func (c *Client) Digest(ctx context.Context, ref types.ImageReference) (digest.Digest, error) {
-	name := transports.ImageName(ref)
-	if isDocker(ref) {
-		if d := PinnedDigest(ref); d != "" {
-			return d, nil
-		}
-		if err := c.checkConfig(ref); err != nil {
-			return "", err
-		}
-		d, err := docker.GetDigest(ctx, c.sys, ref)
-		if err != nil {
-			return "", classify(err, "HEAD manifest "+name)
-		}
-		return d, nil
-	}
-	src, err := ref.NewImageSource(ctx, c.sys)
-	if err != nil {
-		return "", classify(err, "opening "+name)
-	}
-	defer src.Close()
-	data, _, err := c.getManifest(ctx, src, nil, name)
+	ch, err := c.Check(ctx, ref)
 	if err != nil {
 		return "", err
 	}
-	return digest.FromBytes(data), nil
-}
-
-// open returns an image source for ref, re-pinned to top for docker://.
-func (c *Client) open(ctx context.Context, ref types.ImageReference, top digest.Digest) (types.ImageSource, error) {
-	if top != "" && isDocker(ref) {
-		pinned, err := Pin(ref, top)
-		if err != nil {
-			return nil, err
-		}
-		ref = pinned
-	}
-	if err := c.checkConfig(ref); err != nil {
-		return nil, err
-	}
-	return ref.NewImageSource(ctx, c.sys)
-}
-
-// getManifest reads one manifest (instance == nil: the source's own) and
-// enforces the size cap.
-func (c *Client) getManifest(ctx context.Context, src types.ImageSource, instance *digest.Digest, name string) ([]byte, string, error) {
-	what := "GET manifest " + name
-	if instance != nil {
-		what += "@" + instance.String()
-	}
-	data, mt, err := src.GetManifest(ctx, instance)
-	if err != nil {
-		return nil, "", classify(err, what)
-	}
-	if int64(len(data)) > c.maxManifest {
-		return nil, "", wrapf(ErrTooLarge, nil, "%s: %d bytes, cap %d", what, len(data), c.maxManifest)
-	}
-	return data, mt, nil
+	defer ch.Close()
+	return ch.TopDigest(), nil
 }

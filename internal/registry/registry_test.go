@@ -19,7 +19,7 @@ import (
 	"github.com/osimage/updatecache/updatecachetest"
 )
 
-func TestDigest(t *testing.T) {
+func TestCheck(t *testing.T) {
 	forEachEnv(t, func(t *testing.T, e *env) {
 		img := osImage(t, "1.0", amd64, updatecachetest.OCI, updatecachetest.Gzip)
 		idx := multiArch(t, "1.0", updatecachetest.OCI)
@@ -36,16 +36,19 @@ func TestDigest(t *testing.T) {
 			{"digest/multi", idx.ManifestDigest}, // the index, not an instance
 		} {
 			e.reg.Reset()
-			got, err := c.Digest(ctx, e.ref(t, tc.repo, "stable"))
+			ch, err := c.Check(ctx, e.ref(t, tc.repo, "stable"))
 			if err != nil {
 				t.Fatalf("%s: %v", tc.repo, err)
 			}
-			if got != tc.want {
-				t.Errorf("%s: digest %s, want %s", tc.repo, got, tc.want)
+			ch.Close()
+			if ch.TopDigest() != tc.want {
+				t.Errorf("%s: digest %s, want %s", tc.repo, ch.TopDigest(), tc.want)
 			}
-			n := e.reg.Counts()
-			if n.ManifestHEAD != 1 || n.ManifestGET != 0 || n.BlobGET != 0 || n.BlobHEAD != 0 {
-				t.Errorf("%s: want exactly 1 manifest HEAD and nothing else but pings; %v", tc.repo, n)
+			if want := e.reg.Host() + "/" + tc.repo + ":stable"; ch.Endpoint() != want {
+				t.Errorf("%s: endpoint %q, want %q", tc.repo, ch.Endpoint(), want)
+			}
+			if n := e.reg.Counts(); n.Ping != 1 || n.ManifestHEAD != 1 || n.Total != 2 {
+				t.Errorf("%s: want exactly 1 ping and 1 manifest HEAD; %v", tc.repo, n)
 			}
 		}
 
@@ -62,6 +65,39 @@ func TestDigest(t *testing.T) {
 		_, err = c.Digest(ctx, e.ref(t, "digest/single", "no-such-tag"))
 		if !errors.Is(err, registry.ErrManifestUnknown) {
 			t.Errorf("missing tag: %v, want ErrManifestUnknown", err)
+		}
+	})
+}
+
+// TestCheckRequests counts a whole check of a new single-platform image:
+// one session, so exactly ping, HEAD, manifest GET and config GET; the
+// HEAD's digest decides what the GET asks for. Before Check, Digest and
+// Open made two sessions (two pings, five requests).
+func TestCheckRequests(t *testing.T) {
+	forEachEnv(t, func(t *testing.T, e *env) {
+		img := osImage(t, "1.0", amd64, updatecachetest.OCI, updatecachetest.Gzip)
+		e.push(t, "requests/os", "stable", img)
+		ctx := ctxFor(t, 30*time.Second)
+		ch, err := e.client(registry.Options{}).Check(ctx, e.ref(t, "requests/os", "stable"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ch.Close()
+		got, err := ch.Image(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.TopDigest != img.ManifestDigest || got.ConfigDigest != img.ConfigDigest() {
+			t.Errorf("read %s config %s, want %s config %s", got.TopDigest, got.ConfigDigest, img.ManifestDigest, img.ConfigDigest())
+		}
+		want := []string{
+			"GET /v2/",
+			"HEAD /v2/requests/os/manifests/stable",
+			"GET /v2/requests/os/manifests/" + img.ManifestDigest.String(),
+			"GET /v2/requests/os/blobs/" + img.ConfigDigest().String(),
+		}
+		if n := e.reg.Counts(); !slices.Equal(n.Log, want) {
+			t.Errorf("requests %q, want %q", n.Log, want)
 		}
 	})
 }
@@ -115,11 +151,14 @@ func TestFetch(t *testing.T) {
 				ctx := ctxFor(t, 30*time.Second)
 				ref := e.ref(t, repo, "stable")
 
-				for _, by := range []digest.Digest{topDigest, ""} {
+				for _, tr := range []struct {
+					p  path
+					by digest.Digest
+				}{{checkPath, ""}, {checkPath, topDigest}, {pullPath, ""}, {pullPath, topDigest}} {
 					e.reg.Reset()
-					got, err := fetch(ctx, c, ref, by)
+					got, err := readImage(ctx, tr.p, c, ref, tr.by)
 					if err != nil {
-						t.Fatalf("fetch(%q): %v", by, err)
+						t.Fatalf("%s by %q: %v", tr.p, tr.by, err)
 					}
 					if got.TopDigest != topDigest || got.TopMediaType != tc.topType {
 						t.Errorf("top %s %s, want %s %s", got.TopDigest, got.TopMediaType, topDigest, tc.topType)
@@ -136,16 +175,20 @@ func TestFetch(t *testing.T) {
 					if len(got.Layers) != len(want.Layers) || got.Layers[1].Digest != want.Layers[1].Digest {
 						t.Errorf("layers %v, want %v", got.Layers, want.Layers)
 					}
-					if got.Reference != e.reg.Ref(repo, "stable") {
+					if got.Reference != e.reg.Ref(repo, "stable") && got.Reference != e.reg.Ref(repo, topDigest.String()) {
 						t.Errorf("reference %q", got.Reference)
 					}
 					n := e.reg.Counts()
-					wantGETs := 1
+					wantGETs, wantHEADs := 1, 0
 					if _, isIndex := top.(*updatecachetest.Index); isIndex {
 						wantGETs = 2
 					}
-					if n.ManifestGET != wantGETs || n.ManifestHEAD != 0 || n.BlobGET != 1 || n.BlobGETs(want.Config.Digest) != 1 {
-						t.Errorf("want %d manifest GETs and 1 blob GET (the config); %v", wantGETs, n)
+					if tr.p == checkPath && tr.by == "" {
+						wantHEADs = 1
+					}
+					if n.Ping != 1 || n.ManifestGET != wantGETs || n.ManifestHEAD != wantHEADs || n.BlobGET != 1 || n.BlobGETs(want.Config.Digest) != 1 {
+						t.Errorf("%s by %q: want 1 ping, %d manifest HEADs, %d manifest GETs and 1 blob GET (the config); %v",
+							tr.p, tr.by, wantHEADs, wantGETs, n)
 					}
 				}
 			})
@@ -172,7 +215,7 @@ func TestPlatformFromSystemContext(t *testing.T) {
 	e.push(t, "choice/os", "stable", idx)
 	sys := *e.sys
 	sys.ArchitectureChoice, sys.VariantChoice = "arm", "v7"
-	got, err := fetch(ctxFor(t, 30*time.Second), e.client(registry.Options{SystemContext: &sys}), e.ref(t, "choice/os", "stable"), "")
+	got, err := readImage(ctxFor(t, 30*time.Second), checkPath, e.client(registry.Options{SystemContext: &sys}), e.ref(t, "choice/os", "stable"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +237,7 @@ func TestDeleted(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := fetch(ctx, c, ref, d); err != nil {
+		if _, err := readImage(ctx, pullPath, c, ref, d); err != nil {
 			t.Fatal(err)
 		}
 		if err := e.reg.DeleteManifest(ctx, "deleted/os", d); err != nil {
@@ -203,9 +246,11 @@ func TestDeleted(t *testing.T) {
 		if _, err := c.Digest(ctx, ref); !errors.Is(err, registry.ErrManifestUnknown) {
 			t.Errorf("Digest after delete: %v, want ErrManifestUnknown", err)
 		}
-		for _, by := range []digest.Digest{d, ""} {
-			if _, err := fetch(ctx, c, ref, by); !errors.Is(err, registry.ErrManifestUnknown) {
-				t.Errorf("fetch(%q) after delete: %v, want ErrManifestUnknown", by, err)
+		for _, p := range []path{checkPath, pullPath} {
+			for _, by := range []digest.Digest{d, ""} {
+				if _, err := readImage(ctx, p, c, ref, by); !errors.Is(err, registry.ErrManifestUnknown) {
+					t.Errorf("%s by %q after delete: %v, want ErrManifestUnknown", p, by, err)
+				}
 			}
 		}
 	})
@@ -223,8 +268,10 @@ func TestRegistryGone(t *testing.T) {
 	if _, err := c.Digest(ctx, ref); !errors.Is(err, registry.ErrUnavailable) {
 		t.Errorf("Digest: %v, want ErrUnavailable", err)
 	}
-	if _, err := fetch(ctx, c, ref, img.ManifestDigest); !errors.Is(err, registry.ErrUnavailable) {
-		t.Errorf("Fetch: %v, want ErrUnavailable", err)
+	for _, p := range []path{checkPath, pullPath} {
+		if _, err := readImage(ctx, p, c, ref, img.ManifestDigest); !errors.Is(err, registry.ErrUnavailable) {
+			t.Errorf("%s: %v, want ErrUnavailable", p, err)
+		}
 	}
 }
 
@@ -254,16 +301,21 @@ func TestLocalLayout(t *testing.T) {
 			if err != nil || d != top {
 				t.Fatalf("Digest: %s, %v; want %s", d, err, top)
 			}
-			got, err := fetch(ctx, c, ref, d)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got.TopDigest != top || got.Platform.Architecture != "arm64" || got.Reference != "oci:"+dir+":latest" {
-				t.Errorf("got top %s platform %+v reference %q", got.TopDigest, got.Platform, got.Reference)
+			for _, tr := range []struct {
+				p  path
+				by digest.Digest
+			}{{checkPath, ""}, {pullPath, d}} {
+				got, err := readImage(ctx, tr.p, c, ref, tr.by)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.TopDigest != top || got.Platform.Architecture != "arm64" || got.Reference != "oci:"+dir+":latest" {
+					t.Errorf("%s: got top %s platform %+v reference %q", tr.p, got.TopDigest, got.Platform, got.Reference)
+				}
 			}
 			other := digest.FromString("something else")
-			if _, err := fetch(ctx, c, ref, other); !errors.Is(err, registry.ErrDigestMismatch) {
-				t.Errorf("fetch(other digest): %v, want ErrDigestMismatch", err)
+			if _, err := readImage(ctx, pullPath, c, ref, other); !errors.Is(err, registry.ErrDigestMismatch) {
+				t.Errorf("Open(other digest): %v, want ErrDigestMismatch", err)
 			}
 		})
 	}
@@ -275,6 +327,7 @@ func TestSentinelsDistinct(t *testing.T) {
 	all := []error{registry.ErrManifestUnknown, registry.ErrUnauthorized, registry.ErrRateLimited,
 		registry.ErrUnavailable, registry.ErrDigestMismatch, registry.ErrTooLarge,
 		registry.ErrUnsupportedManifest, registry.ErrNoMatchingPlatform, registry.ErrMalformed,
+		registry.ErrBlocked, registry.ErrInsecureRedirect, registry.ErrInvalidReference,
 		registry.ErrPolicyUnsupported, registry.ErrPolicyInvalid, registry.ErrPolicyRejected}
 	for i, a := range all {
 		if slices.IndexFunc(all, func(b error) bool { return errors.Is(a, b) }) != i {
@@ -287,7 +340,7 @@ func TestSentinelsDistinct(t *testing.T) {
 // wrong credentials are ErrUnauthorized, the right ones (from the
 // SystemContext) work.
 func TestAuth(t *testing.T) {
-	host, _ := testtool.StartRegistryWithAuth(t, "updater", "s3cret")
+	host, _ := testtool.StartRegistryWith(t, testtool.RegistryConfig{HTPasswd: map[string]string{"updater": "s3cret"}})
 	img := osImage(t, "8.0", amd64, updatecachetest.OCI, updatecachetest.Gzip)
 	ctx := ctxFor(t, 30*time.Second)
 	if _, err := updatecachetest.Push(ctx, host, "auth/os", "stable", img, updatecachetest.HTTPOptions{}); err == nil {
@@ -317,19 +370,20 @@ func TestAuth(t *testing.T) {
 			sys := *base
 			sys.DockerAuthConfig = tc.auth
 			c := registry.New(registry.Options{SystemContext: &sys})
-			d, err := c.Digest(ctx, ref)
-			if !errors.Is(err, tc.want) || (tc.want == nil && err != nil) {
-				t.Fatalf("Digest: %v, want %v", err, tc.want)
-			}
-			if tc.want != nil {
-				if _, err := fetch(ctx, c, ref, img.ManifestDigest); !errors.Is(err, tc.want) {
-					t.Fatalf("Fetch: %v, want %v", err, tc.want)
+			for _, tr := range []struct {
+				p  path
+				by digest.Digest
+			}{{checkPath, ""}, {pullPath, img.ManifestDigest}} {
+				got, err := readImage(ctx, tr.p, c, ref, tr.by)
+				if tc.want != nil {
+					if !errors.Is(err, tc.want) {
+						t.Errorf("%s: %v, want %v", tr.p, err, tc.want)
+					}
+					continue
 				}
-				return
-			}
-			got, err := fetch(ctx, c, ref, d)
-			if err != nil || got.ConfigDigest != img.ConfigDigest() {
-				t.Fatalf("Fetch: %v", err)
+				if err != nil || got.ConfigDigest != img.ConfigDigest() {
+					t.Errorf("%s: %v", tr.p, err)
+				}
 			}
 		})
 	}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
-	"go.podman.io/image/v5/manifest"
 	"go.podman.io/image/v5/pkg/blobinfocache/none"
 	"go.podman.io/image/v5/transports"
 	"go.podman.io/image/v5/types"
@@ -28,6 +27,8 @@ type Source struct {
 	top     digest.Digest
 	topData []byte
 	topType string
+	// layoutTop is its descriptor in an image layout's index.json.
+	layoutTop *imgspecv1.Descriptor
 
 	closeOnce sync.Once
 	closeErr  error
@@ -48,13 +49,17 @@ func (c *Client) Open(ctx context.Context, ref types.ImageReference, top digest.
 	} else {
 		top = PinnedDigest(ref)
 	}
+	layoutTop, err := c.layoutTop(ref)
+	if err != nil {
+		return nil, err
+	}
 	src, err := c.open(ctx, ref, top)
 	if err != nil {
 		return nil, classify(err, "opening "+name)
 	}
 	// containers/image read the top-level manifest while opening a
 	// docker:// source and serves it from memory here.
-	data, mt, err := c.getManifest(ctx, src, nil, name)
+	data, mt, err := c.readManifest(ctx, src, layoutTop, nil, name)
 	if err == nil && top != "" {
 		err = verifyBlob(data, top, -1, "manifest of "+name)
 	}
@@ -65,7 +70,31 @@ func (c *Client) Open(ctx context.Context, ref types.ImageReference, top digest.
 	if top == "" {
 		top = digest.FromBytes(data)
 	}
-	return &Source{c: c, ref: ref, name: name, src: src, top: top, topData: data, topType: mt}, nil
+	return &Source{c: c, ref: ref, name: name, src: src, top: top, topData: data, topType: mt, layoutTop: layoutTop}, nil
+}
+
+// open returns a containers/image source for ref, re-pinned to top for
+// docker://, whose connections refuse plain-HTTP redirects while TLS is
+// verified.
+func (c *Client) open(ctx context.Context, ref types.ImageReference, top digest.Digest) (types.ImageSource, error) {
+	if top != "" && isDocker(ref) {
+		var err error
+		if ref, err = Pin(ref, top); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.checkConfig(ref); err != nil {
+		return nil, err
+	}
+	plain, err := newPlainHTTPPolicy(c.sys)
+	if err != nil {
+		return nil, err
+	}
+	sys, err := guardContainersImage(c.sys, ref, plain)
+	if err != nil {
+		return nil, err
+	}
+	return ref.NewImageSource(ctx, sys)
 }
 
 // TopDigest returns the digest the Source is pinned to.
@@ -82,98 +111,12 @@ func (s *Source) Close() error {
 // platform's manifest (one manifest GET by digest) and fetches the config
 // (one blob GET). Each call fetches those again.
 func (s *Source) Image(ctx context.Context) (*Image, error) {
-	c, name := s.c, s.name
-	parsed, err := parseManifest(s.topData, s.topType)
-	if err != nil {
-		return nil, fmt.Errorf("%s@%s: %w", name, s.top, err)
-	}
-	img := &Image{
-		Reference: name,
-		TopDigest: s.top, TopMediaType: parsed.mediaType,
-		ManifestDigest: s.top, ManifestMediaType: parsed.mediaType, Manifest: s.topData,
-	}
-
-	var entry *imgspecv1.Descriptor
-	if parsed.isIndex() {
-		if entry, err = c.chooseInstance(s.topData, parsed); err != nil {
-			return nil, fmt.Errorf("%s@%s: %w", name, s.top, err)
-		}
-		if img.Manifest, parsed, err = s.fetchInstance(ctx, *entry); err != nil {
-			return nil, err
-		}
-		img.ManifestDigest, img.ManifestMediaType = entry.Digest, parsed.mediaType
-	}
-	img.Layers = parsed.layers
-	img.ConfigDigest = parsed.config.Digest
-	if img.Config, err = s.fetchConfig(ctx, parsed.config); err != nil {
-		return nil, err
-	}
-	if img.Platform, err = parseConfig(img.Config); err != nil {
-		return nil, fmt.Errorf("%s config %s: %w", name, img.ConfigDigest, err)
-	}
-	if entry != nil && entry.Platform != nil {
-		img.Platform = *entry.Platform
-	}
-	return img, nil
+	return readImage(ctx, s.c, s, s.name, s.top, s.topData, s.topType)
 }
 
-// chooseInstance picks the index entry for the wanted platform.
-func (c *Client) chooseInstance(data []byte, index *parsedManifest) (*imgspecv1.Descriptor, error) {
-	list, err := manifest.ListFromBlob(data, index.mediaType)
-	if err != nil {
-		return nil, wrapf(ErrMalformed, err, "index")
-	}
-	chosen, err := list.ChooseInstance(c.sys)
-	if err != nil {
-		return nil, wrapf(ErrNoMatchingPlatform, err, "index")
-	}
-	for i := range index.instances {
-		if index.instances[i].Digest == chosen {
-			return &index.instances[i], nil
-		}
-	}
-	return nil, wrapf(ErrMalformed, nil, "chosen instance %s is not in the index", chosen)
-}
-
-// fetchInstance fetches the index entry's manifest and checks it against
-// the entry's digest, size and media type.
-func (s *Source) fetchInstance(ctx context.Context, entry imgspecv1.Descriptor) ([]byte, *parsedManifest, error) {
-	what := s.name + "@" + entry.Digest.String()
-	if entry.Size > s.c.maxManifest {
-		return nil, nil, wrapf(ErrTooLarge, nil, "index entry %s: %d bytes, cap %d", what, entry.Size, s.c.maxManifest)
-	}
-	data, mt, err := s.c.getManifest(ctx, s.src, &entry.Digest, s.name)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := verifyBlob(data, entry.Digest, entry.Size, "manifest "+what); err != nil {
-		return nil, nil, err
-	}
-	parsed, err := parseManifest(data, mt)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", what, err)
-	}
-	if parsed.isIndex() {
-		return nil, nil, wrapf(ErrUnsupportedManifest, nil, "%s: nested index", what)
-	}
-	if entry.MediaType != "" && entry.MediaType != parsed.mediaType {
-		return nil, nil, wrapf(ErrMalformed, nil, "%s: index says %q, manifest is %q", what, entry.MediaType, parsed.mediaType)
-	}
-	return data, parsed, nil
-}
-
-// fetchConfig reads the config blob whole, after checking its declared size
-// against the cap; the verifying reader bounds what is read to that size.
-func (s *Source) fetchConfig(ctx context.Context, desc imgspecv1.Descriptor) ([]byte, error) {
-	if desc.Size > s.c.maxConfig {
-		return nil, wrapf(ErrTooLarge, nil, "config %s of %s: descriptor says %d bytes, cap %d", desc.Digest, s.name, desc.Size, s.c.maxConfig)
-	}
-	rc, err := s.blob(ctx, desc, "config")
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	return io.ReadAll(rc)
+// manifest reads the manifest d through the source, within the cap.
+func (s *Source) manifest(ctx context.Context, d digest.Digest) ([]byte, string, error) {
+	return s.c.readManifest(ctx, s.src, s.layoutTop, &d, s.name)
 }
 
 // Layer streams the blob desc names (a layer descriptor of Image().Layers)
@@ -202,9 +145,5 @@ func (s *Source) blob(ctx context.Context, desc imgspecv1.Descriptor, kind strin
 	if err != nil {
 		return nil, classify(err, what)
 	}
-	if size >= 0 && size != desc.Size {
-		rc.Close()
-		return nil, wrapf(ErrDigestMismatch, nil, "%s: %d bytes served, descriptor says %d", what, size, desc.Size)
-	}
-	return newVerifyingReader(rc, desc, what), nil
+	return verifiedBlob(rc, size, desc, what)
 }

@@ -3,12 +3,14 @@ package testtool
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -27,30 +29,45 @@ const registryStartTimeout = 20 * time.Second
 // ends. A missing docker-registry skips the test (fails when Required).
 func StartRegistry(t testing.TB) (host string, stop func()) {
 	t.Helper()
-	return startRegistryT(t, "")
+	return StartRegistryWith(t, RegistryConfig{})
 }
 
-// StartRegistryWithAuth is StartRegistry with htpasswd basic auth: only
-// user with password may pull or push.
-func StartRegistryWithAuth(t testing.TB, user, password string) (host string, stop func()) {
+// RegistryConfig says how StartRegistryWith runs docker-registry; the
+// zero value is StartRegistry's set-up.
+type RegistryConfig struct {
+	// HTPasswd, if set, turns on basic auth (auth: htpasswd) for these
+	// users and passwords.
+	HTPasswd map[string]string
+	// Token, if set, turns on bearer-token auth (auth: token).
+	Token *TokenAuth
+	// TLSCert and TLSKey (PEM), if set, make the registry serve HTTPS.
+	TLSCert, TLSKey []byte
+	// ProxyRemoteURL, if set, makes the registry a pull-through cache of
+	// that registry (proxy: remoteurl), which it reaches with
+	// ProxyUsername and ProxyPassword if set. It then refuses pushes.
+	ProxyRemoteURL               string
+	ProxyUsername, ProxyPassword string
+}
+
+// TokenAuth is distribution's token authentication: clients get tokens at
+// Realm for Service, signed by Issuer with a key whose certificate chains
+// to RootCertBundle (PEM).
+type TokenAuth struct {
+	Realm, Service, Issuer string
+	RootCertBundle         []byte
+}
+
+// StartRegistryWith is StartRegistry with auth, TLS or proxy mode as cfg
+// says.
+func StartRegistryWith(t testing.TB, cfg RegistryConfig) (host string, stop func()) {
 	t.Helper()
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	bin := Need(t, "docker-registry", "docker-registry")
+	dir := t.TempDir()
+	extra, err := cfg.yaml(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
-	if err := os.WriteFile(htpasswd, []byte(user+":"+string(hash)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return startRegistryT(t, fmt.Sprintf("auth:\n  htpasswd:\n    realm: updatecache-test\n    path: %s\n", htpasswd))
-}
-
-// startRegistryT starts docker-registry with extraConfig appended to its
-// configuration, failing t if it does not come up.
-func startRegistryT(t testing.TB, extraConfig string) (string, func()) {
-	t.Helper()
-	bin := Need(t, "docker-registry", "docker-registry")
-	host, stop, err := runRegistry(bin, t.TempDir(), extraConfig)
+	host, stop, err = runRegistry(bin, dir, extra, len(cfg.TLSCert) > 0)
 	if err != nil {
 		t.Fatalf("starting docker-registry: %v", err)
 	}
@@ -58,25 +75,79 @@ func startRegistryT(t testing.TB, extraConfig string) (string, func()) {
 	return host, stop
 }
 
+// yaml returns the configuration cfg adds, writing the files it names in
+// dir.
+func (cfg RegistryConfig) yaml(dir string) (string, error) {
+	var b strings.Builder
+	write := func(name string, data []byte) (string, error) {
+		p := filepath.Join(dir, name)
+		return p, os.WriteFile(p, data, 0o600)
+	}
+	if len(cfg.TLSCert) > 0 {
+		cert, err := write("tls.crt", cfg.TLSCert)
+		if err != nil {
+			return "", err
+		}
+		key, err := write("tls.key", cfg.TLSKey)
+		if err != nil {
+			return "", err
+		}
+		// Indented under the http: section, which the base config ends with.
+		fmt.Fprintf(&b, "  tls:\n    certificate: %s\n    key: %s\n", cert, key)
+	}
+	switch {
+	case cfg.HTPasswd != nil && cfg.Token != nil:
+		return "", fmt.Errorf("testtool: a registry takes one kind of auth")
+	case cfg.HTPasswd != nil:
+		var lines []byte
+		for user, password := range cfg.HTPasswd {
+			hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+			if err != nil {
+				return "", err
+			}
+			lines = fmt.Appendf(lines, "%s:%s\n", user, hash)
+		}
+		p, err := write("htpasswd", lines)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "auth:\n  htpasswd:\n    realm: updatecache-test\n    path: %s\n", p)
+	case cfg.Token != nil:
+		p, err := write("token-roots.pem", cfg.Token.RootCertBundle)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "auth:\n  token:\n    realm: %s\n    service: %s\n    issuer: %s\n    rootcertbundle: %s\n",
+			cfg.Token.Realm, cfg.Token.Service, cfg.Token.Issuer, p)
+	}
+	if cfg.ProxyRemoteURL != "" {
+		fmt.Fprintf(&b, "proxy:\n  remoteurl: %s\n", cfg.ProxyRemoteURL)
+		if cfg.ProxyUsername != "" {
+			fmt.Fprintf(&b, "  username: %s\n  password: %s\n", cfg.ProxyUsername, cfg.ProxyPassword)
+		}
+	}
+	return b.String(), nil
+}
+
 // RunRegistry is StartRegistry for programs (the benchmarks), which have no
 // testing.TB: it runs the docker-registry binary bin with storage under dir
 // and returns its host:port and a stop function that the caller must call.
 func RunRegistry(bin, dir string) (host string, stop func(), err error) {
-	return runRegistry(bin, dir, "")
+	return runRegistry(bin, dir, "", false)
 }
 
-func runRegistry(bin, dir, extraConfig string) (host string, stop func(), err error) {
+func runRegistry(bin, dir, extraConfig string, tls bool) (host string, stop func(), err error) {
 	// The port is found by binding and releasing it, so another process
 	// may take it in between; a few attempts make that race harmless.
 	for range 3 {
-		if host, stop, err = startRegistry(bin, dir, extraConfig); err == nil {
+		if host, stop, err = startRegistry(bin, dir, extraConfig, tls); err == nil {
 			return host, stop, nil
 		}
 	}
 	return "", nil, err
 }
 
-func startRegistry(bin, dir, extraConfig string) (string, func(), error) {
+func startRegistry(bin, dir, extraConfig string, tls bool) (string, func(), error) {
 	host, err := freeLoopbackAddr()
 	if err != nil {
 		return "", nil, err
@@ -126,7 +197,7 @@ http:
 			}
 		})
 	}
-	if err := waitForPing(host, exited); err != nil {
+	if err := waitForPing(host, tls, exited); err != nil {
 		stop()
 		return "", nil, fmt.Errorf("%w; server output:\n%s", err, stderr.String())
 	}
@@ -135,14 +206,19 @@ http:
 
 // waitForPing polls GET /v2/ until it answers as a registry does (200, or
 // 401 when auth is on), the server exits, or registryStartTimeout passes.
-func waitForPing(host string, exited <-chan struct{}) error {
+// Over HTTPS it does not verify the certificate: it only waits.
+func waitForPing(host string, useTLS bool, exited <-chan struct{}) error {
 	ctx, cancel := context.WithTimeout(context.Background(), registryStartTimeout)
 	defer cancel()
-	tr := &http.Transport{}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: time.Second}
+	scheme := "http"
+	if useTLS {
+		scheme = "https"
+	}
 	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+host+"/v2/", nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+host+"/v2/", nil)
 		if err != nil {
 			return err
 		}

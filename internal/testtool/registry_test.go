@@ -1,8 +1,13 @@
 package testtool
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"net/http"
+	"strings"
 	"testing"
+
+	"github.com/osimage/updatecache/updatecachetest"
 )
 
 func TestStartRegistry(t *testing.T) {
@@ -26,5 +31,41 @@ func TestStartRegistry(t *testing.T) {
 	if res, err := client.Get("http://" + host + "/v2/"); err == nil {
 		res.Body.Close()
 		t.Fatalf("registry still answers after stop: %s", res.Status)
+	}
+}
+
+// TestStartRegistryWith runs docker-registry over HTTPS with htpasswd auth:
+// the certificate verifies, anonymous requests get the Basic challenge,
+// the user gets in.
+func TestStartRegistryWith(t *testing.T) {
+	cert, err := updatecachetest.NewCertificate("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, _ := StartRegistryWith(t, RegistryConfig{TLSCert: cert.CertPEM, TLSKey: cert.KeyPEM, HTPasswd: map[string]string{"u": "p"}})
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(cert.CertPEM)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	for _, tc := range []struct {
+		user   string
+		status int
+	}{{"", http.StatusUnauthorized}, {"u", http.StatusOK}} {
+		req, err := http.NewRequest(http.MethodGet, "https://"+host+"/v2/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.user != "" {
+			req.SetBasicAuth(tc.user, "p")
+		}
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != tc.status || (tc.user == "" && !strings.HasPrefix(res.Header.Get("WWW-Authenticate"), "Basic ")) {
+			t.Errorf("user %q: %s, WWW-Authenticate %q; want %d", tc.user, res.Status, res.Header.Get("WWW-Authenticate"), tc.status)
+		}
 	}
 }
