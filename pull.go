@@ -131,7 +131,7 @@ type pullRequest struct {
 
 func (r *Repo) pull(ctx context.Context, req pullRequest, opts PullOptions) (*PullResult, error) {
 	if req.target.remote != "" {
-		return nil, fmt.Errorf("%w: %s names remote %q; use ostree-image-signed: with a signature policy, or ostree-unverified-registry:", ErrRemoteVerification, req.target.name, req.target.remote)
+		return nil, fmt.Errorf("%w: %s names remote %q; for signatures, write ostree-image-signed:REF with a signature policy", ErrRemoteVerification, req.target.name, req.target.remote)
 	}
 	targetRef, err := req.target.refName()
 	if err != nil {

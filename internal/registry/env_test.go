@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	digest "github.com/opencontainers/go-digest"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/docker"
 	"go.podman.io/image/v5/types"
@@ -134,4 +135,14 @@ func multiArch(t testing.TB, version string, format updatecachetest.Format) *upd
 		t.Fatal(err)
 	}
 	return idx
+}
+
+// digestOf is what an update check asks first: what ref names now.
+func digestOf(ctx context.Context, c *registry.Client, ref types.ImageReference) (digest.Digest, error) {
+	ch, err := c.Check(ctx, ref)
+	if err != nil {
+		return "", err
+	}
+	defer ch.Close()
+	return ch.TopDigest(), nil
 }

@@ -98,7 +98,7 @@ func opCheck(ctx context.Context, p path, c *registry.Client, f *fixture) error 
 		_, err := readImage(ctx, p, c, f.ref, "")
 		return err
 	}
-	d, err := c.Digest(ctx, f.ref)
+	d, err := digestOf(ctx, c, f.ref)
 	if err != nil {
 		return err
 	}

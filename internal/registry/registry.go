@@ -21,7 +21,6 @@
 package registry
 
 import (
-	"context"
 
 	"github.com/opencontainers/go-digest"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -141,15 +140,4 @@ func Pin(ref types.ImageReference, d digest.Digest) (types.ImageReference, error
 		}
 	}
 	return nil, wrapf(ErrInvalidReference, err, "pinning %s to %s", name, d)
-}
-
-// Digest returns what ref points to now: Client.Check without the rest of
-// the check, for callers that fetch nothing after it.
-func (c *Client) Digest(ctx context.Context, ref types.ImageReference) (digest.Digest, error) {
-	ch, err := c.Check(ctx, ref)
-	if err != nil {
-		return "", err
-	}
-	defer ch.Close()
-	return ch.TopDigest(), nil
 }

@@ -54,7 +54,7 @@ func TestCheck(t *testing.T) {
 
 		// A digest-pinned reference needs no request.
 		e.reg.Reset()
-		got, err := c.Digest(ctx, e.ref(t, "digest/single", img.ManifestDigest.String()))
+		got, err := digestOf(ctx, c, e.ref(t, "digest/single", img.ManifestDigest.String()))
 		if err != nil || got != img.ManifestDigest {
 			t.Errorf("pinned: %s, %v; want %s", got, err, img.ManifestDigest)
 		}
@@ -62,7 +62,7 @@ func TestCheck(t *testing.T) {
 			t.Errorf("pinned reference sent requests: %v", n)
 		}
 
-		_, err = c.Digest(ctx, e.ref(t, "digest/single", "no-such-tag"))
+		_, err = digestOf(ctx, c, e.ref(t, "digest/single", "no-such-tag"))
 		if !errors.Is(err, registry.ErrManifestUnknown) {
 			t.Errorf("missing tag: %v, want ErrManifestUnknown", err)
 		}
@@ -233,7 +233,7 @@ func TestDeleted(t *testing.T) {
 		c := e.client(registry.Options{})
 		ctx := ctxFor(t, 30*time.Second)
 		ref := e.ref(t, "deleted/os", "stable")
-		d, err := c.Digest(ctx, ref)
+		d, err := digestOf(ctx, c, ref)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -243,7 +243,7 @@ func TestDeleted(t *testing.T) {
 		if err := e.reg.DeleteManifest(ctx, "deleted/os", d); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.Digest(ctx, ref); !errors.Is(err, registry.ErrManifestUnknown) {
+		if _, err := digestOf(ctx, c, ref); !errors.Is(err, registry.ErrManifestUnknown) {
 			t.Errorf("Digest after delete: %v, want ErrManifestUnknown", err)
 		}
 		for _, p := range []path{checkPath, pullPath} {
@@ -265,7 +265,7 @@ func TestRegistryGone(t *testing.T) {
 	c := e.client(registry.Options{})
 	ctx := ctxFor(t, 30*time.Second)
 	ref := e.ref(t, "gone/os", "stable")
-	if _, err := c.Digest(ctx, ref); !errors.Is(err, registry.ErrUnavailable) {
+	if _, err := digestOf(ctx, c, ref); !errors.Is(err, registry.ErrUnavailable) {
 		t.Errorf("Digest: %v, want ErrUnavailable", err)
 	}
 	for _, p := range []path{checkPath, pullPath} {
@@ -297,7 +297,7 @@ func TestLocalLayout(t *testing.T) {
 			_, _, top := topOf(tc.a)
 			c := registry.New(registry.Options{Platform: &arm64})
 			ctx := ctxFor(t, 30*time.Second)
-			d, err := c.Digest(ctx, ref)
+			d, err := digestOf(ctx, c, ref)
 			if err != nil || d != top {
 				t.Fatalf("Digest: %s, %v; want %s", d, err, top)
 			}
