@@ -108,12 +108,22 @@ func PullPrepared(ctx context.Context, repo *Repo, image string, opts PullOption
 	if d.update == nil {
 		return nil, fmt.Errorf("%w for %s on %s", ErrNoCachedUpdate, ir.name, d.deployed.MergeCommit)
 	}
-	want := d.record.manifestDigest
-	from, err := ir.pinnedTo(want)
-	if err != nil {
-		return nil, err
+	// A registry serves the per-platform manifest by its digest; an oci:
+	// layout lists only top-level manifests (an index, for several
+	// platforms) in its index.json.
+	// Archives and dir: cannot be pinned: what they hold now must be it.
+	want, pin := d.record.manifestDigest, d.record.manifestDigest
+	if !ir.overNetwork() && d.record.topDigest != "" {
+		pin = d.record.topDigest
 	}
-	res, err := repo.pull(ctx, pullRequest{target: ir, deployed: d, from: from, want: want, top: d.record.topDigest}, opts)
+	from, err := ir.pinnedTo(pin)
+	var res *PullResult
+	switch {
+	case errors.Is(err, errCannotPin):
+		res, err = repo.pull(ctx, pullRequest{target: ir, deployed: d, from: ir, want: want, top: d.record.topDigest}, opts)
+	case err == nil:
+		res, err = repo.pull(ctx, pullRequest{target: ir, deployed: d, from: from, pin: pin, want: want, top: d.record.topDigest}, opts)
+	}
 	if errors.Is(err, ErrManifestUnknown) {
 		return nil, fmt.Errorf("%w: %s (prepared %s): %w", ErrPreparedUpdateGone, ir.name, want, err)
 	}
@@ -125,6 +135,7 @@ type pullRequest struct {
 	target   *imageRef     // the image whose merge commit the pull writes
 	deployed *deployment   // target's deployment now; nil for none
 	from     *imageRef     // where to fetch it: target, or target pinned to a digest
+	pin      digest.Digest // the digest from is pinned to, which its top-level manifest must hash to; "" for none
 	want     digest.Digest // the per-platform manifest digest from must resolve to; "" for any
 	top      digest.Digest // the digest the tag named when want was prepared (recorded for later checks); "" for from's
 }
@@ -137,14 +148,14 @@ func (r *Repo) pull(ctx context.Context, req pullRequest, opts PullOptions) (*Pu
 	if err != nil {
 		return nil, err
 	}
-	src, f, err := opts.open(ctx, req.from, req.want)
+	src, f, err := opts.open(ctx, req.from, req.pin)
 	if err != nil {
 		return nil, err
 	}
 	defer src.Close()
 	img := f.image
 	if req.want != "" && img.ManifestDigest != req.want {
-		return nil, fmt.Errorf("%w: %s resolved to %s, want %s", ErrDigestMismatch, req.from.name, img.ManifestDigest, req.want)
+		return nil, fmt.Errorf("%w: %s now holds %s, not the prepared %s", ErrPreparedUpdateGone, req.from.name, img.ManifestDigest, req.want)
 	}
 	if req.top != "" {
 		img.TopDigest = req.top

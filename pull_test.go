@@ -1,11 +1,13 @@
 package updatecache_test
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -182,4 +184,52 @@ func TestPullProgressAndOffline(t *testing.T) {
 		assert.Equal(t, l.Size, done[i].Done)
 		assert.Equal(t, l.Size, done[i].Total)
 	}
+}
+
+// TestPullPreparedFromLayout: a prepared pull from an oci: layout fetches
+// exactly the prepared image though the layout's tag names another now,
+// pinned by its index entry, and is ErrPreparedUpdateGone once the layout
+// no longer holds it.
+func TestPullPreparedFromLayout(t *testing.T) {
+	e := newEnv(t)
+	dir := t.TempDir()
+	ref := "oci:" + dir + ":stable"
+	v1, v2, v3, v4 := image(t, "1"), image(t, "2"), image(t, "3"), image(t, "4")
+	require.NoError(t, updatecachetest.WriteLayout(dir, "stable", v1))
+	_, err := updatecache.Pull(e.ctx, e.repo, ref, e.pullOptions())
+	require.NoError(t, err)
+	require.NoError(t, updatecachetest.WriteLayout(dir, "stable", v2))
+	res, err := updatecache.Prepare(e.ctx, e.repo, ref, e.options())
+	require.NoError(t, err)
+	require.Equal(t, updatecache.UpdateCached, res.Outcome)
+
+	// v3 takes the tag; v2 stays in the layout, untagged.
+	require.NoError(t, updatecachetest.WriteLayout(dir, "stable", v3))
+	addLayoutEntry(t, dir, v2)
+	pulled, err := updatecache.PullPrepared(e.ctx, e.repo, ref, e.pullOptions())
+	require.NoError(t, err)
+	assert.Equal(t, v2.ManifestDigest, pulled.Pulled.ManifestDigest, "the prepared image, not the tag's")
+	assert.Equal(t, filesOf(versionSpec("2")), checkout(t, e.repoPath, pulled.MergeCommit))
+
+	// v3 prepared, then the layout holds only v4.
+	res, err = updatecache.Prepare(e.ctx, e.repo, ref, e.options())
+	require.NoError(t, err)
+	require.Equal(t, v3.ManifestDigest, res.CachedUpdate.ManifestDigest)
+	require.NoError(t, updatecachetest.WriteLayout(dir, "stable", v4))
+	_, err = updatecache.PullPrepared(e.ctx, e.repo, ref, e.pullOptions())
+	assert.ErrorIs(t, err, updatecache.ErrPreparedUpdateGone)
+}
+
+// addLayoutEntry lists img (already written to the layout's blobs) in its
+// index.json, untagged.
+func addLayoutEntry(t *testing.T, dir string, img *updatecachetest.Image) {
+	p := filepath.Join(dir, "index.json")
+	data, err := os.ReadFile(p)
+	require.NoError(t, err)
+	var index imgspecv1.Index
+	require.NoError(t, json.Unmarshal(data, &index))
+	index.Manifests = append(index.Manifests, imgspecv1.Descriptor{MediaType: img.MediaType, Digest: img.ManifestDigest, Size: int64(len(img.Manifest))})
+	data, err = json.Marshal(index)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(p, data, 0o644))
 }

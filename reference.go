@@ -1,6 +1,7 @@
 package updatecache
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -101,11 +102,21 @@ func (ir *imageRef) refName() (string, error) {
 // pinnedDigest is the digest the reference is pinned to (docker://…@sha256:…), or "".
 func (ir *imageRef) pinnedDigest() digest.Digest { return registry.PinnedDigest(ir.ref) }
 
-// pinnedTo returns the reference pinned to d; only registry references can be.
+// errCannotPin: the transport has no way to name a digest (archives, dir:).
+var errCannotPin = errors.New("the transport cannot be pinned to a digest")
+
+// pinnedTo returns the reference pinned to d: registry references by
+// digest, oci: layouts by their index entry; errCannotPin for the others.
 func (ir *imageRef) pinnedTo(d digest.Digest) (*imageRef, error) {
-	ref, err := registry.Pin(ir.ref, d)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s@%s: %v", ErrInvalidReference, ir.name, d, err)
+	if ir.overNetwork() || ir.ref.Transport().Name() == "oci" {
+		ref, err := registry.Pin(ir.ref, d)
+		if errors.Is(err, registry.ErrInvalidReference) {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidReference, err)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("pinning %s to %s: %w", ir.name, d, err)
+		}
+		return &imageRef{name: transports.ImageName(ref), ref: ref, signed: ir.signed}, nil
 	}
-	return &imageRef{name: transports.ImageName(ref), ref: ref, signed: ir.signed}, nil
+	return nil, fmt.Errorf("%w: %s", errCannotPin, ir.name)
 }

@@ -118,6 +118,30 @@ func (c *Client) layoutTop(ref types.ImageReference) (*imgspecv1.Descriptor, err
 	return pickManifest(index.Manifests, image), nil
 }
 
+// pinLayout returns the oci: reference to the entry of the layout's
+// index.json that has digest d.
+func pinLayout(ref types.ImageReference, d digest.Digest) (types.ImageReference, error) {
+	dir, _, _ := strings.Cut(ref.StringWithinTransport(), ":")
+	p := filepath.Join(dir, imgspecv1.ImageIndexFile)
+	data, err := readFileCapped(p, DefaultMaxManifestSize)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, wrapf(ErrManifestUnknown, err, "pinning %s to %s", dir, d)
+	case err != nil:
+		return nil, fmt.Errorf("pinning %s to %s: %w", dir, d, err)
+	}
+	var index imgspecv1.Index
+	if err := json.Unmarshal(data, &index); err != nil {
+		return nil, wrapf(ErrMalformed, err, "%s", p)
+	}
+	for i, m := range index.Manifests {
+		if m.Digest == d {
+			return layout.NewIndexReference(dir, i)
+		}
+	}
+	return nil, wrapf(ErrManifestUnknown, nil, "the layout %s no longer holds %s", dir, d)
+}
+
 // pickManifest finds the manifest an image layout reference names: "@N"
 // the Nth, a name the one annotated with it, no name the only one.
 func pickManifest(manifests []imgspecv1.Descriptor, image string) *imgspecv1.Descriptor {

@@ -21,11 +21,11 @@
 package registry
 
 import (
-
 	"github.com/opencontainers/go-digest"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/docker"
 	"go.podman.io/image/v5/docker/reference"
+	"go.podman.io/image/v5/oci/layout"
 	"go.podman.io/image/v5/transports"
 	"go.podman.io/image/v5/types"
 )
@@ -121,16 +121,21 @@ func PinnedDigest(ref types.ImageReference) digest.Digest {
 	return ""
 }
 
-// Pin returns the docker:// reference ref pinned to d: the same repository
-// at exactly d, whatever tag or digest ref named. Other transports cannot
-// be pinned (ErrInvalidReference).
+// Pin returns ref pinned to d: for docker:// the same repository at
+// exactly d, whatever tag or digest ref named; for an oci: layout the entry
+// of its index.json whose digest is d, by position (ErrManifestUnknown when
+// the layout no longer holds it). Other transports cannot be pinned
+// (ErrInvalidReference).
 func Pin(ref types.ImageReference, d digest.Digest) (types.ImageReference, error) {
 	name := transports.ImageName(ref)
 	if err := d.Validate(); err != nil {
 		return nil, wrapf(ErrInvalidReference, err, "pinning %s to %q", name, d)
 	}
+	if ref.Transport().Name() == layout.Transport.Name() {
+		return pinLayout(ref, d)
+	}
 	if !isDocker(ref) {
-		return nil, wrapf(ErrInvalidReference, nil, "%s: only docker:// references can be pinned to a digest", name)
+		return nil, wrapf(ErrInvalidReference, nil, "%s: only docker:// and oci: references can be pinned to a digest", name)
 	}
 	pinned, err := reference.WithDigest(reference.TrimNamed(ref.DockerReference()), d)
 	if err == nil {
