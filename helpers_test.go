@@ -40,6 +40,17 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
+// forEachRegistry runs fn against the in-process registry and against the
+// real registry server (behind the counting proxy), so that what a test
+// asserts holds for both.
+func forEachRegistry(t *testing.T, fn func(t *testing.T, e *env)) {
+	t.Run("in-process registry", func(t *testing.T) { fn(t, newEnv(t)) })
+	t.Run("real registry", func(t *testing.T) {
+		e, _ := newRealEnv(t)
+		fn(t, e)
+	})
+}
+
 // baseLayer is shared by every version, as an OS base would be.
 var baseLayer = updatecachetest.Layer{Files: []updatecachetest.File{
 	{Path: "usr/bin/sh", Content: []byte("#!shell\n"), Mode: 0o755},

@@ -550,23 +550,24 @@ func TestHostileCacheOverTheReadCap(t *testing.T) {
 // TestHostileRepeatedLayer: a manifest listing the same layer a thousand
 // times costs one download and one import of it.
 func TestHostileRepeatedLayer(t *testing.T) {
-	e := newEnv(t)
-	layers := []updatecachetest.Layer{baseLayer}
-	for range 1000 {
-		layers = append(layers, updatecachetest.Layer{Files: []updatecachetest.File{{Path: "usr/share/same", Content: []byte("same\n")}}})
-	}
-	img := image(t, "1", func(s *updatecachetest.ImageSpec) { s.Layers = layers })
-	e.push(img)
-	e.reg.Reset()
-	res, err := updatecache.Pull(e.ctx, e.repo, e.ref, e.pullOptions())
-	require.NoError(t, err)
-	assert.Equal(t, 2, res.LayersFetched, "distinct layers fetched")
-	c := e.reg.Counts()
-	assert.Equal(t, 1, c.BlobGETs(img.Layers[1].Digest), "GETs of the repeated layer")
-	assert.Equal(t, 3, c.BlobGET, "blob GETs: config and two distinct layers")
-	st, err := updatecache.QueryImage(e.repo, e.ref)
-	require.NoError(t, err)
-	assert.Len(t, st.Deployed.Layers, 1001, "the manifest as listed")
-	assert.Equal(t, map[string]string{"usr/bin/sh": "#!shell\n", "usr/lib/os-release": "ID=test\n", "usr/share/same": "same\n"},
-		checkout(t, e.repoPath, res.MergeCommit))
+	forEachRegistry(t, func(t *testing.T, e *env) {
+		layers := []updatecachetest.Layer{baseLayer}
+		for range 1000 {
+			layers = append(layers, updatecachetest.Layer{Files: []updatecachetest.File{{Path: "usr/share/same", Content: []byte("same\n")}}})
+		}
+		img := image(t, "1", func(s *updatecachetest.ImageSpec) { s.Layers = layers })
+		e.push(img)
+		e.reg.Reset()
+		res, err := updatecache.Pull(e.ctx, e.repo, e.ref, e.pullOptions())
+		require.NoError(t, err)
+		assert.Equal(t, 2, res.LayersFetched, "distinct layers fetched")
+		c := e.reg.Counts()
+		assert.Equal(t, 1, c.BlobGETs(img.Layers[1].Digest), "GETs of the repeated layer")
+		assert.Equal(t, 3, c.BlobGET, "blob GETs: config and two distinct layers")
+		st, err := updatecache.QueryImage(e.repo, e.ref)
+		require.NoError(t, err)
+		assert.Len(t, st.Deployed.Layers, 1001, "the manifest as listed")
+		assert.Equal(t, map[string]string{"usr/bin/sh": "#!shell\n", "usr/lib/os-release": "ID=test\n", "usr/share/same": "same\n"},
+			checkout(t, e.repoPath, res.MergeCommit))
+	})
 }

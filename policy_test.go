@@ -76,33 +76,34 @@ func TestPullEnforcesThePolicy(t *testing.T) {
 // with the policy as it is now, even when the tag did not move: a policy
 // changed to reject the cached update is shown and stored as rejecting it.
 func TestSignatureVerdictFollowsThePolicy(t *testing.T) {
-	e := newEnv(t)
-	e.deploy(image(t, "1"), "")
-	e.push(image(t, "2"))
-	opts := e.options()
-	opts.VerifySignatures = true
-	policy := writePolicy(t, "insecureAcceptAnything")
-	opts.SignaturePolicyPath = policy
-	res, err := updatecache.Prepare(e.ctx, e.repo, e.ref, opts)
-	require.NoError(t, err)
-	require.True(t, res.CachedUpdate.Signature.Allowed)
+	forEachRegistry(t, func(t *testing.T, e *env) {
+		e.deploy(image(t, "1"), "")
+		e.push(image(t, "2"))
+		opts := e.options()
+		opts.VerifySignatures = true
+		policy := writePolicy(t, "insecureAcceptAnything")
+		opts.SignaturePolicyPath = policy
+		res, err := updatecache.Prepare(e.ctx, e.repo, e.ref, opts)
+		require.NoError(t, err)
+		require.True(t, res.CachedUpdate.Signature.Allowed)
 
-	require.NoError(t, os.WriteFile(policy, []byte(`{"default":[{"type":"reject"}]}`), 0o644))
-	e.reg.Reset()
-	res, err = updatecache.Prepare(e.ctx, e.repo, e.ref, opts)
-	require.NoError(t, err)
-	assert.Equal(t, updatecache.UpdateCached, res.Outcome)
-	require.NotNil(t, res.CachedUpdate.Signature)
-	assert.False(t, res.CachedUpdate.Signature.Allowed, "the current policy rejects it")
-	assert.Equal(t, 1, e.reg.Counts().ManifestHEAD, e.reg.Counts().String())
-	assert.Zero(t, e.reg.Counts().BlobGET, "no config or layer fetched: %s", e.reg.Counts())
-	u, err := updatecache.QueryCachedUpdate(e.repo, e.ref)
-	require.NoError(t, err)
-	assert.False(t, u.Signature.Allowed, "the new verdict is stored")
+		require.NoError(t, os.WriteFile(policy, []byte(`{"default":[{"type":"reject"}]}`), 0o644))
+		e.reg.Reset()
+		res, err = updatecache.Prepare(e.ctx, e.repo, e.ref, opts)
+		require.NoError(t, err)
+		assert.Equal(t, updatecache.UpdateCached, res.Outcome)
+		require.NotNil(t, res.CachedUpdate.Signature)
+		assert.False(t, res.CachedUpdate.Signature.Allowed, "the current policy rejects it")
+		assert.Equal(t, 1, e.reg.Counts().ManifestHEAD, e.reg.Counts().String())
+		assert.Zero(t, e.reg.Counts().BlobGET, "no config or layer fetched: %s", e.reg.Counts())
+		u, err := updatecache.QueryCachedUpdate(e.repo, e.ref)
+		require.NoError(t, err)
+		assert.False(t, u.Signature.Allowed, "the new verdict is stored")
 
-	// Without verification asked for, nothing is evaluated: a HEAD alone.
-	e.reg.Reset()
-	_, err = updatecache.Prepare(e.ctx, e.repo, e.ref, e.options())
-	require.NoError(t, err)
-	assert.Equal(t, 2, e.reg.Counts().Total, "ping and HEAD: %s", e.reg.Counts())
+		// Without verification asked for, nothing is evaluated: a HEAD alone.
+		e.reg.Reset()
+		_, err = updatecache.Prepare(e.ctx, e.repo, e.ref, e.options())
+		require.NoError(t, err)
+		assert.Equal(t, 2, e.reg.Counts().Total, "ping and HEAD: %s", e.reg.Counts())
+	})
 }

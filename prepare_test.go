@@ -323,61 +323,63 @@ func TestPrepareCachedSameConfigIsNoUpdate(t *testing.T) {
 // TestReferenceForms: every form ostree-ext and rpm-ostree write names the
 // same image (the same ref in the repository) with ostree-ext's meaning.
 func TestReferenceForms(t *testing.T) {
-	e := newEnv(t)
-	v1, v2 := image(t, "1"), image(t, "2")
-	e.push(v1)
-	e.deploy(v1, "")
-	e.push(v2)
-	name := strings.TrimPrefix(e.ref, "docker://")
-	for _, form := range []string{
-		"registry:" + name,
-		"ostree-unverified-registry:" + name,
-		"ostree-unverified-image:registry:" + name,
-		"ostree-unverified-image:docker://" + name,
-		"ostree-remote-registry:fedora:" + name,
-		"ostree-remote-image:fedora:registry:" + name,
-		"ostree-remote-image:fedora:docker://" + name,
-	} {
-		res, err := updatecache.Prepare(e.ctx, e.repo, form, e.options())
-		require.NoError(t, err, form)
-		assert.Equal(t, e.ref, res.Image, form)
-		assert.Equal(t, updatecache.UpdateCached, res.Outcome, form)
-		assert.Equal(t, v2.ManifestDigest, res.CachedUpdate.ManifestDigest, form)
-	}
-	for _, bad := range []string{"ostree-remote-registry:fedora", "ostree-remote-image::docker://" + name} {
-		_, err := updatecache.QueryImage(e.repo, bad)
-		assert.ErrorIs(t, err, updatecache.ErrInvalidReference, bad)
-	}
-	_, err := updatecache.QueryImage(e.repo, "quay.io/fedora/fedora-bootc:42")
-	require.ErrorIs(t, err, updatecache.ErrInvalidReference)
-	assert.Contains(t, err.Error(), "write docker://quay.io/fedora/fedora-bootc:42")
+	forEachRegistry(t, func(t *testing.T, e *env) {
+		v1, v2 := image(t, "1"), image(t, "2")
+		e.push(v1)
+		e.deploy(v1, "")
+		e.push(v2)
+		name := strings.TrimPrefix(e.ref, "docker://")
+		for _, form := range []string{
+			"registry:" + name,
+			"ostree-unverified-registry:" + name,
+			"ostree-unverified-image:registry:" + name,
+			"ostree-unverified-image:docker://" + name,
+			"ostree-remote-registry:fedora:" + name,
+			"ostree-remote-image:fedora:registry:" + name,
+			"ostree-remote-image:fedora:docker://" + name,
+		} {
+			res, err := updatecache.Prepare(e.ctx, e.repo, form, e.options())
+			require.NoError(t, err, form)
+			assert.Equal(t, e.ref, res.Image, form)
+			assert.Equal(t, updatecache.UpdateCached, res.Outcome, form)
+			assert.Equal(t, v2.ManifestDigest, res.CachedUpdate.ManifestDigest, form)
+		}
+		for _, bad := range []string{"ostree-remote-registry:fedora", "ostree-remote-image::docker://" + name} {
+			_, err := updatecache.QueryImage(e.repo, bad)
+			assert.ErrorIs(t, err, updatecache.ErrInvalidReference, bad)
+		}
+		_, err := updatecache.QueryImage(e.repo, "quay.io/fedora/fedora-bootc:42")
+		require.ErrorIs(t, err, updatecache.ErrInvalidReference)
+		assert.Contains(t, err.Error(), "write docker://quay.io/fedora/fedora-bootc:42")
+	})
 }
 
 // TestPrepareToFetch: the cached update says what a pull would really
 // download: its layers the repository lacks, which shrink as an
 // interrupted pull leaves some imported.
 func TestPrepareToFetch(t *testing.T) {
-	e := newEnv(t)
-	v1 := image(t, "1")
-	e.push(v1)
-	e.deploy(v1, "") // no layers imported
-	v2 := image(t, "2", func(s *updatecachetest.ImageSpec) {
-		s.Layers = append(s.Layers, updatecachetest.Layer{Files: []updatecachetest.File{{Path: "usr/share/extra", Content: []byte("extra")}}})
-	})
-	e.push(v2)
-	res := e.mustPrepare()
-	require.Equal(t, updatecache.UpdateCached, res.Outcome)
-	all := updatecache.FetchSize{Layers: 3, Size: v2.Layers[0].Size + v2.Layers[1].Size + v2.Layers[2].Size}
-	assert.Equal(t, all, res.CachedUpdate.ToFetch)
-	assert.Equal(t, 2, res.CachedUpdate.Diff.NAdded, "against the deployed manifest, only two layers are new")
+	forEachRegistry(t, func(t *testing.T, e *env) {
+		v1 := image(t, "1")
+		e.push(v1)
+		e.deploy(v1, "") // no layers imported
+		v2 := image(t, "2", func(s *updatecachetest.ImageSpec) {
+			s.Layers = append(s.Layers, updatecachetest.Layer{Files: []updatecachetest.File{{Path: "usr/share/extra", Content: []byte("extra")}}})
+		})
+		e.push(v2)
+		res := e.mustPrepare()
+		require.Equal(t, updatecache.UpdateCached, res.Outcome)
+		all := updatecache.FetchSize{Layers: 3, Size: v2.Layers[0].Size + v2.Layers[1].Size + v2.Layers[2].Size}
+		assert.Equal(t, all, res.CachedUpdate.ToFetch)
+		assert.Equal(t, 2, res.CachedUpdate.Diff.NAdded, "against the deployed manifest, only two layers are new")
 
-	// A pull that fails on the last layer after the others were imported.
-	e.reg.AddFault(updatecachetest.Fault{Method: "GET", Path: v2.Layers[2].Digest.String(), Delay: time.Second, Status: 500})
-	_, err := updatecache.PullPrepared(e.ctx, e.repo, e.ref, e.pullOptions())
-	require.ErrorIs(t, err, updatecache.ErrUnavailable)
-	u, err := updatecache.QueryCachedUpdate(e.repo, e.ref)
-	require.NoError(t, err)
-	assert.Equal(t, updatecache.FetchSize{Layers: 1, Size: v2.Layers[2].Size}, u.ToFetch)
+		// A pull that fails on the last layer after the others were imported.
+		e.reg.AddFault(updatecachetest.Fault{Method: "GET", Path: v2.Layers[2].Digest.String(), Delay: time.Second, Status: 500})
+		_, err := updatecache.PullPrepared(e.ctx, e.repo, e.ref, e.pullOptions())
+		require.ErrorIs(t, err, updatecache.ErrUnavailable)
+		u, err := updatecache.QueryCachedUpdate(e.repo, e.ref)
+		require.NoError(t, err)
+		assert.Equal(t, updatecache.FetchSize{Layers: 1, Size: v2.Layers[2].Size}, u.ToFetch)
+	})
 }
 
 // TestPrepareDowngrade: an update older than the deployed image is marked
@@ -394,8 +396,8 @@ func TestPrepareDowngrade(t *testing.T) {
 		{"older build, no versions", "", "", time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), true},
 		{"newer build", "", "", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), false},
 	} {
-		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t)
+		forEachRegistry(t, func(t *testing.T, e *env) {
+			t.Log(tt.name)
 			at := func(v string, when time.Time) *updatecachetest.Image {
 				return image(t, v+when.String(), func(s *updatecachetest.ImageSpec) { s.Version, s.Created = v, when })
 			}
@@ -413,38 +415,39 @@ func TestPrepareDowngrade(t *testing.T) {
 // platform than the deployed one resolves the index and offers that
 // platform's image; a check for the deployed platform stays a HEAD.
 func TestPreparePlatformChange(t *testing.T) {
-	e := newEnv(t)
-	arch := func(a string) *updatecachetest.Image {
-		return image(t, "1", func(s *updatecachetest.ImageSpec) { s.Architecture = a })
-	}
-	idx, err := updatecachetest.NewIndex(arch("amd64"), arch("arm64"))
-	require.NoError(t, err)
-	e.deploy(idx.Images[0], idx.ManifestDigest)
-	e.push(idx)
-
-	for _, tt := range []struct {
-		arch    string
-		outcome updatecache.Outcome
-		gets    int
-	}{
-		{"amd64", updatecache.NoUpdate, 0},
-		{"arm64", updatecache.UpdateCached, 2},
-		{"arm64", updatecache.UpdateCached, 0}, // cached for arm64 already: a HEAD
-		{"amd64", updatecache.NoUpdate, 0},
-	} {
-		e.reg.Reset()
-		opts := e.options()
-		opts.Platform = &imgspecv1.Platform{OS: "linux", Architecture: tt.arch}
-		res, err := updatecache.Prepare(e.ctx, e.repo, e.ref, opts)
-		require.NoError(t, err)
-		assert.Equal(t, tt.outcome, res.Outcome, tt.arch)
-		if tt.outcome == updatecache.UpdateCached {
-			assert.Equal(t, "linux/arm64", res.CachedUpdate.Platform())
-			assert.Equal(t, "linux/amd64", res.Deployed.Platform())
-			assert.True(t, res.CachedUpdate.PlatformChanged)
+	forEachRegistry(t, func(t *testing.T, e *env) {
+		arch := func(a string) *updatecachetest.Image {
+			return image(t, "1", func(s *updatecachetest.ImageSpec) { s.Architecture = a })
 		}
-		assert.Equal(t, tt.gets, e.reg.Counts().ManifestGET, "%s: %s", tt.arch, e.reg.Counts())
-	}
+		idx, err := updatecachetest.NewIndex(arch("amd64"), arch("arm64"))
+		require.NoError(t, err)
+		e.deploy(idx.Images[0], idx.ManifestDigest)
+		e.push(idx)
+
+		for _, tt := range []struct {
+			arch    string
+			outcome updatecache.Outcome
+			gets    int
+		}{
+			{"amd64", updatecache.NoUpdate, 0},
+			{"arm64", updatecache.UpdateCached, 2},
+			{"arm64", updatecache.UpdateCached, 0}, // cached for arm64 already: a HEAD
+			{"amd64", updatecache.NoUpdate, 0},
+		} {
+			e.reg.Reset()
+			opts := e.options()
+			opts.Platform = &imgspecv1.Platform{OS: "linux", Architecture: tt.arch}
+			res, err := updatecache.Prepare(e.ctx, e.repo, e.ref, opts)
+			require.NoError(t, err)
+			assert.Equal(t, tt.outcome, res.Outcome, tt.arch)
+			if tt.outcome == updatecache.UpdateCached {
+				assert.Equal(t, "linux/arm64", res.CachedUpdate.Platform())
+				assert.Equal(t, "linux/amd64", res.Deployed.Platform())
+				assert.True(t, res.CachedUpdate.PlatformChanged)
+			}
+			assert.Equal(t, tt.gets, e.reg.Counts().ManifestGET, "%s: %s", tt.arch, e.reg.Counts())
+		}
+	})
 }
 
 // TestPrepareLocalLayoutOffline: an oci: layout is read from disk, so a
@@ -463,4 +466,35 @@ func TestPrepareLocalLayoutOffline(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, updatecache.UpdateCached, res.Outcome)
 	assert.Equal(t, v2.ManifestDigest, res.CachedUpdate.ManifestDigest)
+}
+
+// TestPrepareTimestampPrecedence: the update's time is bootc's (the config
+// label org.opencontainers.image.created, else the config's created), while
+// the merge commit a pull writes is dated as ostree-ext dates it (the
+// manifest annotation first).
+func TestPrepareTimestampPrecedence(t *testing.T) {
+	forEachRegistry(t, func(t *testing.T, e *env) {
+		label := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+		annotation := time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)
+		v1 := image(t, "1")
+		e.push(v1)
+		e.deploy(v1, "")
+		v2 := image(t, "2", func(s *updatecachetest.ImageSpec) {
+			s.Labels = map[string]string{"org.opencontainers.image.created": label.Format(time.RFC3339)}
+			s.Annotations = map[string]string{"org.opencontainers.image.created": annotation.Format(time.RFC3339)}
+		})
+		e.push(v2)
+		res := e.mustPrepare()
+		assert.Equal(t, label, res.CachedUpdate.Timestamp, "the config label, as bootc shows it")
+		pulled, err := updatecache.PullPrepared(e.ctx, e.repo, e.ref, e.pullOptions())
+		require.NoError(t, err)
+		st, err := updatecache.QueryImage(e.repo, e.ref)
+		require.NoError(t, err)
+		assert.Equal(t, label, st.Deployed.Timestamp)
+		r, err := ostree.Open(e.repoPath)
+		require.NoError(t, err)
+		c, err := r.ReadCommit(pulled.MergeCommit)
+		require.NoError(t, err)
+		assert.Equal(t, annotation, c.Timestamp.UTC(), "the merge commit dated by the annotation, as ostree-ext does")
+	})
 }
