@@ -48,10 +48,15 @@ type PruneResult struct {
 // image and deployment refs of ostree-ext, rpm-ostree and bootc, and a
 // cached update keeps the layers of the update already fetched, so that a
 // pull of the prepared update interrupted earlier resumes where it stopped.
+// Those layers are kept only while they can be read: a damaged one, which
+// no deployment needs, goes (a prepared pull fetches it again) rather than
+// stopping every prune.
 func Prune(ctx context.Context, repo *Repo, opts PruneOptions) (*PruneResult, error) {
+	n := &neededLayers{repo: repo}
 	stats, err := repo.ostree.Prune(ctx, ostree.PruneOptions{
 		DryRun:     opts.DryRun,
-		SelectRefs: repo.unneededBlobRefs,
+		SelectRefs: n.unneeded,
+		Expendable: n.onlyCached,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("pruning %s: %w", repo.Path(), err)
@@ -61,35 +66,51 @@ func Prune(ctx context.Context, repo *Repo, opts PruneOptions) (*PruneResult, er
 	return res, nil
 }
 
-// unneededBlobRefs returns the layer refs that no GC root's manifest lists.
-// A root whose commit cannot be read stops the prune: deleting layers on a
-// guess could delete a deployment's.
-func (r *Repo) unneededBlobRefs(refs map[string]string) ([]string, error) {
-	needed := map[digest.Digest]bool{}
+// neededLayers finds which layer refs the GC roots need, and why.
+type neededLayers struct {
+	repo             *Repo
+	deployed, cached map[digest.Digest]bool // layers of deployed images; of their cached updates
+}
+
+// unneeded returns the layer refs that no GC root's manifest, nor the
+// update cached on it, lists. A root whose commit cannot be read stops the
+// prune: deleting layers on a guess could delete a deployment's.
+func (n *neededLayers) unneeded(refs map[string]string) ([]string, error) {
+	n.deployed, n.cached = map[digest.Digest]bool{}, map[digest.Digest]bool{}
 	for name, commit := range refs {
 		if !isGCRoot(name) {
 			continue
 		}
-		layers, err := r.neededLayers(commit)
-		if err != nil {
+		if err := n.add(commit); err != nil {
 			return nil, fmt.Errorf("ref %s: %w", name, err)
-		}
-		for _, d := range layers {
-			needed[d] = true
 		}
 	}
 	var unneeded []string
 	for name := range refs {
-		escaped, ok := strings.CutPrefix(name, ostree.BlobRefPrefix)
-		if !ok {
+		if !strings.HasPrefix(name, ostree.BlobRefPrefix) {
 			continue
 		}
-		d, err := ostree.UnescapeRef(escaped)
-		if err != nil || !needed[digest.Digest(d)] {
+		if d, ok := blobRefDigest(name); !ok || !n.deployed[d] && !n.cached[d] {
 			unneeded = append(unneeded, name)
 		}
 	}
 	return unneeded, nil
+}
+
+// onlyCached reports a layer ref kept for a cached update alone.
+func (n *neededLayers) onlyCached(ref string) bool {
+	d, ok := blobRefDigest(ref)
+	return ok && !n.deployed[d]
+}
+
+// blobRefDigest is the layer digest a blob ref names.
+func blobRefDigest(ref string) (digest.Digest, bool) {
+	escaped, ok := strings.CutPrefix(ref, ostree.BlobRefPrefix)
+	if !ok {
+		return "", false
+	}
+	d, err := ostree.UnescapeRef(escaped)
+	return digest.Digest(d), err == nil
 }
 
 func isGCRoot(ref string) bool {
@@ -101,25 +122,24 @@ func isGCRoot(ref string) bool {
 	return false
 }
 
-// neededLayers lists the layers commit keeps alive: those of its image and
-// of the update cached on it. A commit that is not an image (a plain
-// deployment, say) keeps none; one whose cache is corrupt keeps its image's.
-func (r *Repo) neededLayers(commit string) ([]digest.Digest, error) {
-	d, err := r.readDeployment(commit)
+// add records the layers commit keeps alive: those of its image and of the
+// update cached on it. A commit that is not an image (a plain deployment,
+// say) keeps none; one whose cache is corrupt keeps its image's.
+func (n *neededLayers) add(commit string) error {
+	d, err := n.repo.readDeployment(commit)
 	switch {
 	case errors.Is(err, ErrInvalidMetadata):
-		return nil, nil
+		return nil
 	case d == nil:
-		return nil, err
+		return err
 	}
-	var layers []digest.Digest
 	for _, l := range d.deployed.Layers {
-		layers = append(layers, l.Digest)
+		n.deployed[l.Digest] = true
 	}
 	if d.update != nil {
 		for _, l := range d.update.Layers {
-			layers = append(layers, l.Digest)
+			n.cached[l.Digest] = true
 		}
 	}
-	return layers, nil
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/osimage/updatecache"
 	"github.com/osimage/updatecache/internal/ostree"
 	"github.com/osimage/updatecache/internal/testtool"
+	"github.com/osimage/updatecache/updatecachetest"
 )
 
 // TestPruneAfterPull: v1 pulled, v2 prepared and pulled; prune removes the
@@ -92,4 +93,70 @@ func TestPruneKeepsPreparedLayers(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 0, pulled.LayersFetched)
 	assert.Zero(t, e.reg.Counts().BlobGET-e.reg.Counts().BlobGETs(v2.ConfigDigest()), "no layer downloaded again")
+}
+
+// TestPruneDamagedPreparedLayer: a layer kept only for the cached update
+// whose tree is damaged does not stop every prune: its ref goes (the
+// prepared pull fetches it again); a damaged layer of the deployed image
+// still stops the prune.
+func TestPruneDamagedPreparedLayer(t *testing.T) {
+	testtool.Ostree(t)
+	e := newEnv(t)
+	v1, v2 := image(t, "1"), image(t, "2")
+	e.push(v1)
+	_, err := updatecache.Pull(e.ctx, e.repo, e.ref, e.pullOptions())
+	require.NoError(t, err)
+	e.push(v2)
+	require.True(t, e.mustPrepare().Persisted())
+	// v2's own layer, as an interrupted prepared pull leaves it.
+	repo, err := ostree.Open(e.repoPath)
+	require.NoError(t, err)
+	layerCommit := importLayerOf(t, e, repo, v2, 1)
+	damageRootTree(t, repo, layerCommit)
+
+	res, err := updatecache.Prune(e.ctx, e.repo, updatecache.PruneOptions{})
+	require.NoError(t, err)
+	blobRef, err := ostree.BlobRefName(v2.Layers[1].Digest.String())
+	require.NoError(t, err)
+	assert.Equal(t, []string{blobRef}, res.RefsDeleted)
+	testtool.RunOstree(t, "fsck", "--repo="+e.repoPath)
+	pulled, err := updatecache.PullPrepared(e.ctx, e.repo, e.ref, e.pullOptions())
+	require.NoError(t, err)
+	assert.Equal(t, 1, pulled.LayersFetched, "the damaged layer fetched again")
+
+	// The deployed image's own layer damaged: nothing is guessed.
+	deployedLayer, err := repo.ResolveRef(blobRef)
+	require.NoError(t, err)
+	damageRootTree(t, repo, deployedLayer)
+	_, err = updatecache.Prune(e.ctx, e.repo, updatecache.PruneOptions{})
+	assert.ErrorIs(t, err, updatecache.ErrCorruptRepo)
+}
+
+// importLayerOf pulls img under another name, which imports its layers,
+// and drops that image's ref again: what an interrupted pull leaves. It
+// returns the commit of layer i.
+func importLayerOf(t *testing.T, e *env, repo *ostree.Repo, img *updatecachetest.Image, i int) string {
+	other := e.reg.Ref("os/base", img.ManifestDigest.String())
+	_, err := updatecache.Pull(e.ctx, e.repo, other, e.pullOptions())
+	require.NoError(t, err)
+	otherRef, err := ostree.ImageRefName(other)
+	require.NoError(t, err)
+	require.NoError(t, repo.DeleteRef(e.ctx, otherRef))
+	blobRef, err := ostree.BlobRefName(img.Layers[i].Digest.String())
+	require.NoError(t, err)
+	commit, err := repo.ResolveRef(blobRef)
+	require.NoError(t, err)
+	return commit
+}
+
+// damageRootTree flips the last byte of a commit's root dirtree object.
+func damageRootTree(t *testing.T, repo *ostree.Repo, commit string) {
+	c, err := repo.ReadCommit(commit)
+	require.NoError(t, err)
+	p := repo.ObjectPath(c.RootTree, ostree.ObjectDirTree)
+	data, err := os.ReadFile(p)
+	require.NoError(t, err)
+	data[len(data)-1] ^= 0xff
+	require.NoError(t, os.Chmod(p, 0o644))
+	require.NoError(t, os.WriteFile(p, data, 0o644))
 }

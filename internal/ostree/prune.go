@@ -36,6 +36,13 @@ type PruneOptions struct {
 	// whose names are not valid refs, are never offered: they stay and
 	// keep their commits.
 	SelectRefs func(refs map[string]string) ([]string, error)
+	// Expendable, if not nil, is asked (after SelectRefs) about a kept
+	// named ref whose commit cannot be walked because an object below it
+	// is corrupt (ErrCorrupt: it does not parse, fails its checksum or is
+	// over its size cap): true deletes the ref, as if selected, instead of
+	// failing the prune; the walk is done again without it, so what only
+	// it reached (the damage included) is deleted.
+	Expendable func(ref string) bool
 }
 
 // PruneStats reports what Prune deleted, or in a dry run would delete.
@@ -121,17 +128,9 @@ func (r *Repo) Prune(ctx context.Context, opts PruneOptions) (*PruneStats, error
 		}
 	}
 
-	w := &reachWalk{repo: r, set: reachSet{}}
-	roots := refs.pinned
-	for _, name := range slices.Sorted(maps.Keys(refs.named)) {
-		if _, found := slices.BinarySearch(drop, name); !found {
-			roots = append(roots, rootRef{name, refs.named[name]})
-		}
-	}
-	for _, root := range roots {
-		if err := w.fromRef(ctx, root); err != nil {
-			return nil, fmt.Errorf("prune: %w", err)
-		}
+	w, drop, err := r.walkRoots(ctx, refs, drop, opts.Expendable)
+	if err != nil {
+		return nil, fmt.Errorf("prune: %w", err)
 	}
 	victims, kept, err := r.unreachableObjects(ctx, w.set)
 	if err != nil {
@@ -273,6 +272,36 @@ func syncDirs(dirs map[string]bool, err error) error {
 		}
 	}
 	return err
+}
+
+// walkRoots marks everything the refs not in drop (sorted) reach. A named
+// ref that expendable accepts and whose tree is damaged joins drop, and
+// the walk starts again without it, so that nothing reached only through
+// it is kept: the damaged objects are then unreachable and go. It returns
+// the walk and drop, sorted.
+func (r *Repo) walkRoots(ctx context.Context, refs *pruneRefs, drop []string, expendable func(string) bool) (*reachWalk, []string, error) {
+walk:
+	for {
+		w := &reachWalk{repo: r, set: reachSet{}}
+		roots := refs.pinned
+		for _, name := range slices.Sorted(maps.Keys(refs.named)) {
+			if _, found := slices.BinarySearch(drop, name); !found {
+				roots = append(roots, rootRef{name, refs.named[name]})
+			}
+		}
+		for _, root := range roots {
+			err := w.fromRef(ctx, root)
+			if err != nil && errors.Is(err, ErrCorrupt) && expendable != nil && refs.named[root.name] != "" && expendable(root.name) {
+				drop = append(drop, root.name)
+				slices.Sort(drop)
+				continue walk
+			}
+			if err != nil {
+				return nil, nil, err
+			}
+		}
+		return w, drop, nil
+	}
 }
 
 // reachSet holds the reachable objects: per checksum a bit per object

@@ -805,3 +805,41 @@ func BenchmarkPrune(b *testing.B) {
 		b.ReportMetric(float64(deleted)*float64(b.N)/b.Elapsed().Seconds(), "objects/s")
 	})
 }
+
+// TestPruneExpendable: a ref whose tree is damaged fails the prune, unless
+// Expendable says it may go: then it is deleted like a selected ref, and
+// the rest of the repository is pruned as usual. Damage elsewhere still
+// fails.
+func TestPruneExpendable(t *testing.T) {
+	ctx := context.Background()
+	for _, dry := range []bool{true, false} {
+		f := newPruneFixture(t, "archive")
+		flipLastByte(t, f.r.ObjectPath(lsChecksum(t, f.r, f.blob, "/layer"), ObjectDirTree))
+		snap := repoSnapshot(t, f.r.Path())
+		never := func(string) bool { return false }
+		if _, err := f.r.Prune(ctx, PruneOptions{DryRun: dry, Expendable: never}); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("Prune with nothing expendable = %v, want ErrCorrupt", err)
+		}
+		checkSnapshot(t, f.r.Path(), snap, "nothing expendable")
+		stats, err := f.r.Prune(ctx, PruneOptions{DryRun: dry, Expendable: func(ref string) bool { return ref == blobRef }})
+		if err != nil {
+			t.Fatalf("Prune with the damaged ref expendable: %v", err)
+		}
+		if !slices.Equal(stats.RefsDeleted, []string{blobRef}) {
+			t.Errorf("refs deleted %v, want %s", stats.RefsDeleted, blobRef)
+		}
+		if dry {
+			checkSnapshot(t, f.r.Path(), snap, "dry run")
+			continue
+		}
+		if _, err := f.r.ResolveRef(blobRef); !errors.Is(err, ErrRefNotFound) {
+			t.Errorf("the expendable ref is still there: %v", err)
+		}
+		for _, ref := range []string{"main", "origin:main", "other"} {
+			if _, err := f.r.ResolveRef(ref); err != nil {
+				t.Errorf("%s: %v", ref, err)
+			}
+		}
+		testtool.RunOstree(t, "fsck", "--repo="+f.r.Path())
+	}
+}
