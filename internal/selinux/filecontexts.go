@@ -64,10 +64,11 @@ type spec struct {
 	// when that part holds no meta-character, else "". A specification
 	// with a stem is tried only for paths whose own stem is the same.
 	stem string
-	// prefix starts every path the pattern matches; re is nil when the
-	// pattern is exactly that literal.
+	// prefix starts every path the pattern matches; nfa and re are nil
+	// when the pattern is exactly that literal.
 	prefix string
-	re     *regexp.Regexp
+	nfa    *bitNFA        // the pattern's automaton, when it has the plain shape
+	re     *regexp.Regexp // otherwise Go's regexp
 }
 
 // equivalence is one line of a .subs or .subs_dist file: a path prefix
@@ -216,8 +217,10 @@ func parseSpecLine(line string) (s spec, hasMeta, ok bool, err error) {
 	prefix, whole := pt.literalPrefix()
 	s.prefix = prefix
 	if !whole {
-		if s.re, err = pt.compile(regex); err != nil {
-			return spec{}, false, false, err
+		if s.nfa = buildBitNFA(pt); s.nfa == nil {
+			if s.re, err = pt.compile(regex); err != nil {
+				return spec{}, false, false, err
+			}
 		}
 	}
 	return s, hasMetaChars(regex), true, nil

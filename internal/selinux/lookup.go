@@ -133,19 +133,24 @@ func (p *Policy) match(key string, typ uint32) *spec {
 		if s.stem != "" && s.stem != stem || typ != 0 && s.mode != 0 && s.mode != typ {
 			continue
 		}
-		if s.re == nil {
+		switch {
+		case s.nfa == nil && s.re == nil:
 			// A literal pattern; PCRE2's final "$" also matches before
 			// a newline ending the path.
 			if key == s.prefix || len(key) == len(s.prefix)+1 && key[len(key)-1] == '\n' && strings.HasPrefix(key, s.prefix) {
 				return s
 			}
-			continue
-		}
-		if !mapped {
-			input, mapped = matchInput(key), true
-		}
-		if s.re.MatchString(input) {
-			return s
+		case s.nfa != nil:
+			if s.nfa.match(key) {
+				return s
+			}
+		default:
+			if !mapped {
+				input, mapped = matchInput(key), true
+			}
+			if s.re.MatchString(input) {
+				return s
+			}
 		}
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"testing"
 )
 
-// compileForTest parses and compiles pattern, failing t on error.
+// compileForTest parses and compiles pattern, failing t on error, and
+// returns a matcher that checks that the Go regexp and (when the pattern
+// has one) the position automaton agree.
 func compileForTest(t testing.TB, pattern string) func(string) bool {
 	t.Helper()
 	pt, err := parsePattern(pattern)
@@ -17,7 +19,14 @@ func compileForTest(t testing.TB, pattern string) func(string) bool {
 	if err != nil {
 		t.Fatalf("compile(%q): %v", pattern, err)
 	}
-	return func(path string) bool { return re.MatchString(matchInput(path)) }
+	nfa := buildBitNFA(pt)
+	return func(path string) bool {
+		matched := re.MatchString(matchInput(path))
+		if nfa != nil && nfa.match(path) != matched {
+			t.Errorf("%q on %q: regexp %v, automaton %v", pattern, path, matched, !matched)
+		}
+		return matched
+	}
 }
 
 func TestPatternMatches(t *testing.T) {
@@ -241,6 +250,9 @@ func FuzzPattern(f *testing.F) {
 			if want, ok := refMatch(pt, path); ok && got != want {
 				t.Fatalf("%q on %q: compiled %v, reference %v (Go syntax %s)", src, path, got, want, pt.goSyntax())
 			}
+		}
+		if nfa := buildBitNFA(pt); nfa != nil && nfa.match(path) != got {
+			t.Fatalf("%q on %q: regexp %v, automaton %v", src, path, got, !got)
 		}
 		prefix, whole := pt.literalPrefix()
 		if got && !strings.HasPrefix(path, prefix) {
