@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -53,9 +54,12 @@ func LoadPolicy(fsys fs.FS) (*Policy, error) {
 	if _, err := fs.Stat(fsys, configPath); err != nil {
 		return nil, nil
 	}
-	config, err := readPolicyFile(fsys, configPath)
-	if err != nil {
+	config, err := readPolicyFile(fsys, configPath, ErrBadConfig)
+	if errors.Is(err, fs.ErrNotExist) { // gone since the Stat
 		return nil, fmt.Errorf("%w: %w", ErrBadConfig, err)
+	}
+	if err != nil {
+		return nil, err
 	}
 	policyType, enabled, err := parseConfig(config)
 	if err != nil {

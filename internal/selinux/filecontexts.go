@@ -95,7 +95,7 @@ func LoadFileContexts(fsys fs.FS, path string) (*Policy, error) {
 	p := &Policy{}
 	var specs, exact []spec
 	for _, suffix := range []string{"", suffixHomedirs, suffixLocal} {
-		data, err := readPolicyFile(fsys, path+suffix)
+		data, err := readPolicyFile(fsys, path+suffix, ErrInvalidPolicy)
 		if errors.Is(err, fs.ErrNotExist) {
 			if suffix == "" {
 				return nil, fmt.Errorf("%w: %s: %w", ErrPolicyNotFound, path, err)
@@ -126,7 +126,7 @@ func LoadFileContexts(fsys fs.FS, path string) (*Policy, error) {
 		suffix string
 		list   *[]equivalence
 	}{{suffixSubsDist, &p.distSubs}, {suffixSubs, &p.subs}} {
-		data, err := readPolicyFile(fsys, path+sub.suffix)
+		data, err := readPolicyFile(fsys, path+sub.suffix, ErrInvalidPolicy)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -138,19 +138,24 @@ func LoadFileContexts(fsys fs.FS, path string) (*Policy, error) {
 	return p, nil
 }
 
-// readPolicyFile reads a policy file, at most maxPolicyFile bytes.
-func readPolicyFile(fsys fs.FS, name string) ([]byte, error) {
+// readPolicyFile reads a policy file, at most maxPolicyFile bytes. A
+// missing file is an error wrapping fs.ErrNotExist only, for the caller to
+// judge; any other failure wraps sentinel.
+func readPolicyFile(fsys fs.FS, name string, sentinel error) ([]byte, error) {
 	f, err := fsys.Open(name)
-	if err != nil {
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", sentinel, err)
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, maxPolicyFile+1))
 	if err != nil {
-		return nil, fmt.Errorf("%w: reading %s: %w", ErrInvalidPolicy, name, err)
+		return nil, fmt.Errorf("%w: reading %s: %w", sentinel, name, err)
 	}
 	if len(data) > maxPolicyFile {
-		return nil, fmt.Errorf("%w: %s is over %d bytes", ErrInvalidPolicy, name, maxPolicyFile)
+		return nil, fmt.Errorf("%w: %s is over %d bytes", sentinel, name, maxPolicyFile)
 	}
 	return data, nil
 }
