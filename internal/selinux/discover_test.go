@@ -1,14 +1,11 @@
 package selinux
 
 import (
-	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -192,47 +189,20 @@ for line in sys.stdin:
         print('L', label or '-', flush=True)
 `
 
-type libostree struct {
-	t   testing.TB
-	in  io.Writer
-	out *bufio.Reader
-}
+// libostree is a running libostreeDriver.
+type libostree struct{ driver }
 
 func startLibostree(t testing.TB) *libostree {
 	t.Helper()
 	python := testtool.NeedPython(t, "import gi; gi.require_version('OSTree', '1.0'); from gi.repository import OSTree; OSTree.SePolicy",
 		"python3-gi gir1.2-ostree-1.0")
-	cmd := exec.Command(python, "-c", libostreeDriver)
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		in.Close()
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("libostree driver: %v\n%s", err, stderr.String())
-		}
-	})
-	return &libostree{t: t, in: in, out: bufio.NewReader(out)}
+	return &libostree{startDriver(t, python, libostreeDriver)}
 }
 
 func (l *libostree) ask(format string, args ...any) []string {
 	l.t.Helper()
 	fmt.Fprintf(l.in, format+"\n", args...)
-	line, err := l.out.ReadString('\n')
-	if err != nil {
-		l.t.Fatalf("libostree driver: %v", err)
-	}
-	return strings.SplitN(strings.TrimSuffix(line, "\n"), " ", 3)
+	return strings.SplitN(l.readLine(), " ", 3)
 }
 
 // TestLoadPolicyMatchesLibostree gives every discovery tree to libostree's

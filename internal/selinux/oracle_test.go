@@ -78,19 +78,17 @@ for line in sys.stdin.buffer:
             out.write(b"E %d\n" % ctypes.get_errno())
 `
 
-// libselinux is a running libselinuxDriver.
-type libselinux struct {
+// driver is a running python script answering line by line.
+type driver struct {
 	t   testing.TB
 	in  io.WriteCloser
 	out *bufio.Reader
 }
 
-// startLibselinux starts the driver, skipping the test without python3
-// or libselinux.
-func startLibselinux(t testing.TB) *libselinux {
+// startDriver runs script with python until the test ends.
+func startDriver(t testing.TB, python, script string) driver {
 	t.Helper()
-	python := testtool.NeedPython(t, `import ctypes; ctypes.CDLL("libselinux.so.1").selabel_lookup_raw`, "python3 libselinux1")
-	cmd := exec.Command(python, "-c", libselinuxDriver)
+	cmd := exec.Command(python, "-c", script)
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -107,19 +105,30 @@ func startLibselinux(t testing.TB) *libselinux {
 	t.Cleanup(func() {
 		in.Close()
 		if err := cmd.Wait(); err != nil {
-			t.Errorf("libselinux driver: %v\n%s", err, stderr.String())
+			t.Errorf("python driver: %v\n%s", err, stderr.String())
 		}
 	})
-	return &libselinux{t: t, in: in, out: bufio.NewReader(out)}
+	return driver{t: t, in: in, out: bufio.NewReader(out)}
 }
 
-func (l *libselinux) readLine() string {
-	l.t.Helper()
-	line, err := l.out.ReadString('\n')
+func (d driver) readLine() string {
+	d.t.Helper()
+	line, err := d.out.ReadString('\n')
 	if err != nil {
-		l.t.Fatalf("libselinux driver: %v", err)
+		d.t.Fatalf("python driver: %v", err)
 	}
 	return strings.TrimSuffix(line, "\n")
+}
+
+// libselinux is a running libselinuxDriver.
+type libselinux struct{ driver }
+
+// startLibselinux starts the driver, skipping the test without python3
+// or libselinux.
+func startLibselinux(t testing.TB) *libselinux {
+	t.Helper()
+	python := testtool.NeedPython(t, `import ctypes; ctypes.CDLL("libselinux.so.1").selabel_lookup_raw`, "python3 libselinux1")
+	return &libselinux{startDriver(t, python, libselinuxDriver)}
 }
 
 // open makes root (a policy type's directory) the policy for the next
