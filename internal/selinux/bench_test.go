@@ -28,7 +28,7 @@ var (
 // machine's /usr and /etc, the latter as /usr/etc (where an ostree-ext
 // commit holds it): a real OS tree's mix of directories, files and
 // symbolic links.
-func realisticPaths(b *testing.B) []query {
+func realisticPaths(tb testing.TB) []query {
 	benchPathsOnce.Do(func() {
 		for _, root := range [][2]string{{"/usr", "/usr"}, {"/etc", "/usr/etc"}} {
 			filepath.WalkDir(root[0], func(path string, d fs.DirEntry, err error) error {
@@ -51,7 +51,7 @@ func realisticPaths(b *testing.B) []query {
 		}
 	})
 	if len(benchPaths) < 1000 {
-		b.Skipf("only %d paths under /usr and /etc", len(benchPaths))
+		tb.Skipf("only %d paths under /usr and /etc", len(benchPaths))
 	}
 	return benchPaths
 }

@@ -205,8 +205,8 @@ var handPicked = []string{
 
 // TestLookupMatchesLibselinuxDebianPolicy compares Lookup with libselinux
 // on the Debian reference policy plus a .local and a .subs file, for
-// paths generated from every specification, variants of them, and
-// hand-picked ones, in every file type.
+// paths generated from every specification, variants of them, hand-picked
+// ones, in every file type, and this machine's own /usr and /etc.
 func TestLookupMatchesLibselinuxDebianPolicy(t *testing.T) {
 	files := debianPolicyText(t)
 	l := startLibselinux(t)
@@ -228,6 +228,7 @@ func TestLookupMatchesLibselinuxDebianPolicy(t *testing.T) {
 	for _, path := range handPicked {
 		addAllModes(path)
 	}
+	queries = append(queries, sample(realisticPaths(t), 3000)...)
 	var patterns []*pattern
 	for _, suffix := range []string{"", suffixHomedirs, suffixLocal} {
 		patterns = append(patterns, specPatterns(t, files["file_contexts"+suffix])...)
