@@ -228,7 +228,7 @@ func TestLookupMatchesLibselinuxDebianPolicy(t *testing.T) {
 	for _, path := range handPicked {
 		addAllModes(path)
 	}
-	queries = append(queries, sample(realisticPaths(t), 3000)...)
+	queries = append(queries, sample(realisticPaths(), 3000)...)
 	var patterns []*pattern
 	for _, suffix := range []string{"", suffixHomedirs, suffixLocal} {
 		patterns = append(patterns, specPatterns(t, files["file_contexts"+suffix])...)
