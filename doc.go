@@ -58,6 +58,9 @@
 //   - internal/ostree: the OSTree repository format in pure Go: refs,
 //     commits, detached metadata, content objects, the repository lock,
 //     garbage collection. Knows nothing of registries.
+//   - internal/selinux: SELinux file contexts in pure Go: a tree's policy
+//     found as libostree finds it, and the label of a path and file type
+//     as libselinux gives it. Knows nothing of OSTree objects or registries.
 //   - internal/gvariant: the GVariant serialisation format OSTree uses.
 //
 // Data flows one way: registry, then image metadata, then repository.
