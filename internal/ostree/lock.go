@@ -71,9 +71,9 @@ func lockFile(ctx context.Context, path string, mode LockMode, timeout time.Dura
 	default:
 		return nil, fmt.Errorf("%w: lock %s: invalid mode %v", ErrIO, path, mode)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o660)
+	f, err := openLockFile(path, mode)
 	if err != nil {
-		return nil, writeError("open lock file", path, err)
+		return nil, err
 	}
 	if timeout >= 0 {
 		var cancel context.CancelFunc
@@ -92,6 +92,15 @@ func lockFile(ctx context.Context, path string, mode LockMode, timeout time.Dura
 				useFlock = true
 				continue
 			}
+		}
+		if err == nil && unlinked(f) {
+			// Locked after its remover unlocked it (as libglnx does, a
+			// staging lock is removed while held): lock the file now at path.
+			f.Close()
+			if f, err = openLockFile(path, mode); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		if err == nil {
 			// Closing the descriptor releases the lock; OnceValue makes a
@@ -118,4 +127,27 @@ func lockFile(ctx context.Context, path string, mode LockMode, timeout time.Dura
 		case <-timer.C:
 		}
 	}
+}
+
+// openLockFile opens the lock file at path, creating it (0660, as libostree
+// does) if needed. A shared lock needs only read access (F_RDLCK), so a
+// user who may not write the repository can still hold one, and a reader
+// such as a dry-run prune waits for an exclusive holder as it should.
+func openLockFile(path string, mode LockMode) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o660)
+	if err != nil && mode == LockShared && isReadOnlyErr(err) {
+		if ro, roErr := os.OpenFile(path, os.O_RDONLY|unix.O_CLOEXEC, 0); roErr == nil {
+			return ro, nil
+		}
+	}
+	if err != nil {
+		return nil, writeError("open lock file", path, err)
+	}
+	return f, nil
+}
+
+// unlinked reports whether the open file f has no name left.
+func unlinked(f *os.File) bool {
+	var st unix.Stat_t
+	return unix.Fstat(int(f.Fd()), &st) == nil && st.Nlink == 0
 }

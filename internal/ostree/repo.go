@@ -46,6 +46,7 @@ type Repo struct {
 	path        string
 	mode        Mode
 	lockTimeout time.Duration
+	tmpExpiry   time.Duration // core.tmp-expiry-secs
 }
 
 // Open opens the repository at path. It refuses a directory without
@@ -76,7 +77,7 @@ func Open(path string) (*Repo, error) {
 	if err != nil {
 		return nil, corrupt(cfgPath, err)
 	}
-	r := &Repo{path: abs, lockTimeout: defaultLockTimeout}
+	r := &Repo{path: abs, lockTimeout: defaultLockTimeout, tmpExpiry: defaultTmpExpiry}
 	if v, ok := core["repo_version"]; !ok {
 		return nil, fmt.Errorf("%w: %s has no core.repo_version", ErrUnsupportedRepoVersion, cfgPath)
 	} else if v != "1" {
@@ -95,6 +96,13 @@ func Open(path string) (*Repo, error) {
 		if secs < 0 {
 			r.lockTimeout = -1
 		}
+	}
+	if v, ok := core["tmp-expiry-secs"]; ok {
+		secs, err := strconv.ParseUint(v, 10, 32)
+		if err != nil {
+			return nil, corrupt(cfgPath, fmt.Errorf("invalid core.tmp-expiry-secs %q", v))
+		}
+		r.tmpExpiry = time.Duration(secs) * time.Second
 	}
 	return r, nil
 }
@@ -176,7 +184,7 @@ func Create(path string, mode Mode) (*Repo, error) {
 	if err := syncDir(abs); err != nil {
 		return nil, err
 	}
-	return &Repo{path: abs, mode: m, lockTimeout: defaultLockTimeout}, nil
+	return &Repo{path: abs, mode: m, lockTimeout: defaultLockTimeout, tmpExpiry: defaultTmpExpiry}, nil
 }
 
 // Path returns the repository's absolute path.
