@@ -71,7 +71,7 @@ func (s *Source) CheckPolicy(ctx context.Context, img *Image, policyPath string)
 	case isRejection(err):
 		return Verdict{Reason: err.Error()}, nil
 	}
-	return Verdict{}, classify(err, fmt.Sprintf("evaluating the signature policy for %s@%s", s.name, img.ManifestDigest))
+	return Verdict{}, classify(err, "evaluating the signature policy")
 }
 
 // isRejection tells a rejection from a failure to evaluate. containers/image

@@ -135,7 +135,6 @@ func Pin(ref types.ImageReference, d digest.Digest) (types.ImageReference, error
 // the pinned digest, without any request; for local transports (oci:,
 // dir:, oci-archive:, …) the digest of the manifest read from disk.
 func (c *Client) Digest(ctx context.Context, ref types.ImageReference) (digest.Digest, error) {
-	name := transports.ImageName(ref)
 	if isDocker(ref) {
 		if d := PinnedDigest(ref); d != "" {
 			return d, nil
@@ -145,16 +144,16 @@ func (c *Client) Digest(ctx context.Context, ref types.ImageReference) (digest.D
 		}
 		d, err := docker.GetDigest(ctx, c.sys, ref)
 		if err != nil {
-			return "", classify(err, "HEAD manifest "+name)
+			return "", classify(err, "HEAD manifest")
 		}
 		return d, nil
 	}
 	src, err := ref.NewImageSource(ctx, c.sys)
 	if err != nil {
-		return "", classify(err, "opening "+name)
+		return "", classify(err, "opening the image")
 	}
 	defer src.Close()
-	data, _, err := c.getManifest(ctx, src, nil, name)
+	data, _, err := c.getManifest(ctx, src, nil)
 	if err != nil {
 		return "", err
 	}
@@ -178,10 +177,10 @@ func (c *Client) open(ctx context.Context, ref types.ImageReference, top digest.
 
 // getManifest reads one manifest (instance == nil: the source's own) and
 // enforces the size cap.
-func (c *Client) getManifest(ctx context.Context, src types.ImageSource, instance *digest.Digest, name string) ([]byte, string, error) {
-	what := "GET manifest " + name
+func (c *Client) getManifest(ctx context.Context, src types.ImageSource, instance *digest.Digest) ([]byte, string, error) {
+	what := "GET manifest"
 	if instance != nil {
-		what += "@" + instance.String()
+		what += " " + instance.String()
 	}
 	data, mt, err := src.GetManifest(ctx, instance)
 	if err != nil {

@@ -50,13 +50,13 @@ func (c *Client) Open(ctx context.Context, ref types.ImageReference, top digest.
 	}
 	src, err := c.open(ctx, ref, top)
 	if err != nil {
-		return nil, classify(err, "opening "+name)
+		return nil, classify(err, "opening the image")
 	}
 	// containers/image read the top-level manifest while opening a
 	// docker:// source and serves it from memory here.
-	data, mt, err := c.getManifest(ctx, src, nil, name)
+	data, mt, err := c.getManifest(ctx, src, nil)
 	if err == nil && top != "" {
-		err = verifyBlob(data, top, -1, "manifest of "+name)
+		err = verifyBlob(data, top, -1, "manifest")
 	}
 	if err != nil {
 		src.Close()
@@ -82,13 +82,13 @@ func (s *Source) Close() error {
 // platform's manifest (one manifest GET by digest) and fetches the config
 // (one blob GET). Each call fetches those again.
 func (s *Source) Image(ctx context.Context) (*Image, error) {
-	c, name := s.c, s.name
+	c := s.c
 	parsed, err := parseManifest(s.topData, s.topType)
 	if err != nil {
-		return nil, fmt.Errorf("%s@%s: %w", name, s.top, err)
+		return nil, fmt.Errorf("manifest %s: %w", s.top, err)
 	}
 	img := &Image{
-		Reference: name,
+		Reference: s.name,
 		TopDigest: s.top, TopMediaType: parsed.mediaType,
 		ManifestDigest: s.top, ManifestMediaType: parsed.mediaType, Manifest: s.topData,
 	}
@@ -96,7 +96,7 @@ func (s *Source) Image(ctx context.Context) (*Image, error) {
 	var entry *imgspecv1.Descriptor
 	if parsed.isIndex() {
 		if entry, err = c.chooseInstance(s.topData, parsed); err != nil {
-			return nil, fmt.Errorf("%s@%s: %w", name, s.top, err)
+			return nil, fmt.Errorf("index %s: %w", s.top, err)
 		}
 		if img.Manifest, parsed, err = s.fetchInstance(ctx, *entry); err != nil {
 			return nil, err
@@ -109,7 +109,7 @@ func (s *Source) Image(ctx context.Context) (*Image, error) {
 		return nil, err
 	}
 	if img.Platform, err = parseConfig(img.Config); err != nil {
-		return nil, fmt.Errorf("%s config %s: %w", name, img.ConfigDigest, err)
+		return nil, fmt.Errorf("config %s: %w", img.ConfigDigest, err)
 	}
 	if entry != nil && entry.Platform != nil {
 		img.Platform = *entry.Platform
@@ -138,15 +138,15 @@ func (c *Client) chooseInstance(data []byte, index *parsedManifest) (*imgspecv1.
 // fetchInstance fetches the index entry's manifest and checks it against
 // the entry's digest, size and media type.
 func (s *Source) fetchInstance(ctx context.Context, entry imgspecv1.Descriptor) ([]byte, *parsedManifest, error) {
-	what := s.name + "@" + entry.Digest.String()
+	what := "manifest " + entry.Digest.String()
 	if entry.Size > s.c.maxManifest {
-		return nil, nil, wrapf(ErrTooLarge, nil, "index entry %s: %d bytes, cap %d", what, entry.Size, s.c.maxManifest)
+		return nil, nil, wrapf(ErrTooLarge, nil, "index entry %s: %d bytes, cap %d", entry.Digest, entry.Size, s.c.maxManifest)
 	}
-	data, mt, err := s.c.getManifest(ctx, s.src, &entry.Digest, s.name)
+	data, mt, err := s.c.getManifest(ctx, s.src, &entry.Digest)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := verifyBlob(data, entry.Digest, entry.Size, "manifest "+what); err != nil {
+	if err := verifyBlob(data, entry.Digest, entry.Size, what); err != nil {
 		return nil, nil, err
 	}
 	parsed, err := parseManifest(data, mt)
@@ -166,7 +166,7 @@ func (s *Source) fetchInstance(ctx context.Context, entry imgspecv1.Descriptor) 
 // against the cap; the verifying reader bounds what is read to that size.
 func (s *Source) fetchConfig(ctx context.Context, desc imgspecv1.Descriptor) ([]byte, error) {
 	if desc.Size > s.c.maxConfig {
-		return nil, wrapf(ErrTooLarge, nil, "config %s of %s: descriptor says %d bytes, cap %d", desc.Digest, s.name, desc.Size, s.c.maxConfig)
+		return nil, wrapf(ErrTooLarge, nil, "config %s: descriptor says %d bytes, cap %d", desc.Digest, desc.Size, s.c.maxConfig)
 	}
 	rc, err := s.blob(ctx, desc, "config")
 	if err != nil {
@@ -192,7 +192,7 @@ func (s *Source) Layer(ctx context.Context, desc imgspecv1.Descriptor) (io.ReadC
 
 // blob opens a verifying reader of the blob desc names.
 func (s *Source) blob(ctx context.Context, desc imgspecv1.Descriptor, kind string) (io.ReadCloser, error) {
-	what := fmt.Sprintf("GET %s %s %s", kind, s.name, desc.Digest)
+	what := "GET " + kind
 	if err := checkDescriptor(desc, kind); err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
