@@ -41,6 +41,7 @@ var rootSentinels = map[string]error{
 	"ErrUnsupportedRepoVersion": updatecache.ErrUnsupportedRepoVersion, "ErrUnsupportedRepoMode": updatecache.ErrUnsupportedRepoMode,
 	"ErrCorruptRepo": updatecache.ErrCorruptRepo, "ErrLockTimeout": updatecache.ErrLockTimeout,
 	"ErrReadOnly": updatecache.ErrReadOnly, "ErrRepoIO": updatecache.ErrRepoIO, "ErrMissingObject": updatecache.ErrMissingObject,
+	"ErrNotBooted": updatecache.ErrNotBooted,
 }
 
 // TestRootSentinelsListed: rootSentinels names every exported Err… variable
@@ -307,6 +308,15 @@ func TestErrorContract(t *testing.T) {
 			p := filepath.Join(e.repoPath, "objects", e.deployed[:2], e.deployed[2:]+".commit")
 			require.NoError(t, os.WriteFile(p, []byte("garbage"), 0o644))
 			_, err := updatecache.Prune(e.ctx, e.repo, updatecache.PruneOptions{})
+			return err
+		}},
+
+		// BootedImage
+		{"BootedImage: not an OSTree system", updatecache.ErrNotBooted, func(t *testing.T, e *contractEnv) error {
+			root := t.TempDir()
+			require.NoError(t, os.Mkdir(filepath.Join(root, "proc"), 0o755))
+			require.NoError(t, os.WriteFile(filepath.Join(root, "proc", "cmdline"), []byte("root=/dev/sda1\n"), 0o644))
+			_, err := updatecache.BootedImage(root)
 			return err
 		}},
 	}

@@ -73,7 +73,7 @@ func Open(path string) (*Repo, error) {
 		}
 		return nil, corrupt(cfgPath, err)
 	}
-	core, err := parseCoreConfig(data)
+	core, err := parseKeyFileGroup(data, "core")
 	if err != nil {
 		return nil, corrupt(cfgPath, err)
 	}
@@ -107,15 +107,15 @@ func Open(path string) (*Repo, error) {
 	return r, nil
 }
 
-// parseCoreConfig returns the [core] group of a GKeyFile-format config,
-// following GKeyFile's rules: leading whitespace of a line is ignored, '#'
-// starts a comment line, a key loses trailing whitespace and its value
+// parseKeyFileGroup returns one group of a GKeyFile-format file (a
+// repository's config, a deployment's origin), following GKeyFile's rules:
+// leading whitespace of a line is ignored, '#' starts a comment line, a key loses trailing whitespace and its value
 // leading whitespace (trailing whitespace stays part of the value, which
 // is why "repo_version=1 " is refused, as libostree does), the last of
 // duplicate keys wins. A line that is none of group, key=value, comment or
 // blank is an error, as in GKeyFile.
-func parseCoreConfig(data []byte) (map[string]string, error) {
-	core := map[string]string{}
+func parseKeyFileGroup(data []byte, want string) (map[string]string, error) {
+	values := map[string]string{}
 	group := ""
 	for i, line := range strings.Split(string(data), "\n") {
 		line = strings.TrimLeft(strings.TrimSuffix(line, "\r"), " \t")
@@ -136,12 +136,12 @@ func parseCoreConfig(data []byte) (map[string]string, error) {
 			if group == "" {
 				return nil, fmt.Errorf("line %d: key %q outside any group", i+1, k)
 			}
-			if group == "core" {
-				core[k] = strings.TrimLeft(v, " \t")
+			if group == want {
+				values[k] = strings.TrimLeft(v, " \t")
 			}
 		}
 	}
-	return core, nil
+	return values, nil
 }
 
 // repoDirs are the directories `ostree init` makes, in creation order;
