@@ -207,6 +207,7 @@ func TestCommandTimeout(t *testing.T) {
 	start := time.Now()
 	code, _, stderr := e.run("check", "--command-timeout", "2s", "--repo", e.repo, "--tls-verify=false", "--authfile", e.authfile, ref)
 	took := time.Since(start)
+	t.Logf("check against a registry that never answers, --command-timeout 2s: exit %d after %v", code, took.Round(time.Millisecond))
 	assert.Equal(t, exitError, code)
 	assert.Less(t, took, 4*time.Second)
 	assert.GreaterOrEqual(t, took, 2*time.Second)

@@ -126,9 +126,12 @@ func TestProgressRateThrottled(t *testing.T) {
 		float64(res.BytesFetched)/took.Seconds(), len(totals), len(layers))
 	require.NotEmpty(t, totals)
 	require.NotEmpty(t, layers)
+	lo, hi := 1.0, 1.0
 	for _, s := range append(totals, layers...) {
 		assert.True(t, s.shown > s.actual/2 && s.shown < s.actual*2, "shown %.0f B/s, actual %.0f B/s", s.shown, s.actual)
+		lo, hi = min(lo, s.shown/s.actual), max(hi, s.shown/s.actual)
 	}
+	t.Logf("shown rate / bytes over time: %.2f to %.2f", lo, hi)
 	lastLayer := layers[len(layers)-1].shown
 	assert.True(t, lastLayer > rate/2 && lastLayer < rate*2, "a layer's rate shown as %.0f B/s, throttled to %d", lastLayer, rate)
 }

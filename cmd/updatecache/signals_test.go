@@ -79,6 +79,7 @@ func TestInterruptedPullLeavesNothing(t *testing.T) {
 		require.ErrorAs(t, err, &exit)
 		assert.Equal(t, tc.code, exit.ExitCode(), "%v: %s", tc.sig, stderr)
 		assert.Equal(t, "updatecache: pull interrupted by "+map[syscall.Signal]string{syscall.SIGINT: "SIGINT", syscall.SIGTERM: "SIGTERM"}[tc.sig]+"\n", stderr.String())
+		t.Logf("%v: exit %d after %v", tc.sig, exit.ExitCode(), time.Since(start).Round(time.Millisecond))
 		assert.Less(t, time.Since(start), 5*time.Second, "%v took long to end the pull", tc.sig)
 		assert.Empty(t, tmpLeft(t, e.repo), "after %v", tc.sig)
 		fsck(t, e.repo)
