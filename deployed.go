@@ -101,7 +101,10 @@ func (r *Repo) readDeployment(commit string) (*deployment, error) {
 	switch {
 	case errors.Is(err, ErrCorruptCache):
 		d.record, d.update = nil, nil
-		return d, fmt.Errorf("merge commit %s: %w", commit, err)
+		if _, hasPath := errors.AsType[*ostree.CorruptError](err); !hasPath { // a path names the commit
+			err = fmt.Errorf("merge commit %s: %w", commit, err)
+		}
+		return d, err
 	case err != nil:
 		return nil, err
 	}

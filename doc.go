@@ -8,9 +8,10 @@
 // ostree/container/image/<escaped image reference>, carrying the image's
 // manifest and config in its metadata, as ostree-ext writes it.
 //
-//  1. A background check calls [Prepare]. One HEAD request asks the registry
-//     what the tag points to; when that is the deployed image or the update
-//     already cached, nothing more happens. Otherwise the new manifest and
+//  1. A background check calls [Prepare] (on a booted host, for the image
+//     [BootedImage] names). One HEAD request asks the registry what the tag
+//     points to; when that is the deployed image or the update already
+//     cached, nothing more happens. Otherwise the new manifest and
 //     config (never the layers) are fetched, verified, and written as
 //     detached metadata of the deployed merge commit: the cached update.
 //  2. The updater shows "update available: version, size to download" from
@@ -40,13 +41,16 @@
 //     manifest and config say), fetch.go (RegistryOptions: reaching the
 //     registry), deployed.go (a merge commit and its cache, read once),
 //     cache.go (the cached update's record and keys), layers.go (fetching
-//     and importing layers); and one file per operation, which use those
-//     and never each other: prepare.go, query.go, pull.go, prune.go.
+//     and importing layers), booted.go (the image the booted deployment
+//     follows); and one file per operation, which use those and never each
+//     other: prepare.go, query.go, pull.go, prune.go.
 //   - updatecachetest: a fake registry with request counting and fault
 //     injection, a builder of small synthetic OS images, and a repository
 //     with a deployed image, for testing updaters.
-//   - cmd/updatecache: the command line tool over this package (its demo,
-//     which links the test kit, only with -tags demo).
+//   - cmd/updatecache: the command line tool over this package: terminal
+//     output, bootc's progress protocol, signals, the metered-connection
+//     guard (its demo, which links the test kit, only with -tags demo);
+//     contrib/systemd holds its timer units.
 //   - internal/keys: every metadata key written for images, ostree-ext's
 //     and this library's, in one place.
 //   - internal/registry: containers/image access to registries: HEAD for

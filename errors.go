@@ -70,4 +70,5 @@ var (
 	ErrReadOnly               = ostree.ErrReadOnly               // the repository cannot be written
 	ErrRepoIO                 = ostree.ErrIO                     // a file system operation on the repository failed (a full disk, an I/O error); the os error is wrapped too
 	ErrMissingObject          = ostree.ErrObjectNotFound         // an object a commit needs is absent (an incomplete repository, or one pruned meanwhile)
+	ErrNotBooted              = ostree.ErrNotBooted              // BootedImage: no booted OSTree deployment that follows a container image
 )

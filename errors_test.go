@@ -42,6 +42,7 @@ var rootSentinels = map[string]error{
 	"ErrUnsupportedRepoVersion": updatecache.ErrUnsupportedRepoVersion, "ErrUnsupportedRepoMode": updatecache.ErrUnsupportedRepoMode,
 	"ErrCorruptRepo": updatecache.ErrCorruptRepo, "ErrLockTimeout": updatecache.ErrLockTimeout,
 	"ErrReadOnly": updatecache.ErrReadOnly, "ErrRepoIO": updatecache.ErrRepoIO, "ErrMissingObject": updatecache.ErrMissingObject,
+	"ErrNotBooted": updatecache.ErrNotBooted,
 }
 
 // TestRootSentinelsListed: rootSentinels names every exported Err… variable
@@ -67,6 +68,17 @@ func TestRootSentinelsListed(t *testing.T) {
 	}
 	assert.ElementsMatch(t, declared, listed)
 }
+
+// tempPath matches a test's temporary directory and hexRun a checksum
+// (62 digits in an object's path): the length of a message's prose leaves
+// them out.
+var (
+	tempPath = regexp.MustCompile(`/tmp/Test[^/]*/[0-9]+/`)
+	hexRun   = regexp.MustCompile(`[0-9a-f]{62,64}`)
+)
+
+// digestPattern matches a sha256 digest, as messages name blobs.
+var digestPattern = regexp.MustCompile(`sha256:[0-9a-f]{64}`)
 
 // matchedSentinels names the root sentinels err wraps.
 func matchedSentinels(err error) []string {
@@ -306,6 +318,15 @@ func TestErrorContract(t *testing.T) {
 			_, err := updatecache.Prune(e.ctx, e.repo, updatecache.PruneOptions{})
 			return err
 		}},
+
+		// BootedImage
+		{"BootedImage: not an OSTree system", updatecache.ErrNotBooted, func(t *testing.T, e *contractEnv) error {
+			root := t.TempDir()
+			require.NoError(t, os.Mkdir(filepath.Join(root, "proc"), 0o755))
+			require.NoError(t, os.WriteFile(filepath.Join(root, "proc", "cmdline"), []byte("root=/dev/sda1\n"), 0o644))
+			_, err := updatecache.BootedImage(root)
+			return err
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -316,10 +337,19 @@ func TestErrorContract(t *testing.T) {
 				require.ErrorIs(t, err, tt.want)
 			}
 			assert.NotEmpty(t, matchedSentinels(err), "%v wraps no root sentinel", err)
+			msg := err.Error()
 			for _, pkg := range []string{"updatecache", "ostree", "importer", "registry", "gvariant"} {
 				prefix := regexp.MustCompile(`(^|: )` + pkg + `: `)
-				assert.LessOrEqual(t, len(prefix.FindAllString(err.Error(), -1)), 1, "%q repeats %q", err, pkg+": ")
+				assert.LessOrEqual(t, len(prefix.FindAllString(msg, -1)), 1, "%q repeats %q", err, pkg+": ")
 			}
+			// What failed and its cause, once: the image and every digest
+			// are named at most once, and the line stays readable.
+			assert.LessOrEqual(t, strings.Count(msg, "os/base"), 1, "%q names the image more than once", msg)
+			for _, d := range digestPattern.FindAllString(msg, -1) {
+				assert.Equal(t, 1, strings.Count(msg, d), "%q names %s more than once", msg, d)
+			}
+			prose := hexRun.ReplaceAllString(tempPath.ReplaceAllString(msg, "/tmp/x/"), "…")
+			assert.LessOrEqual(t, len(prose), 250, "%q", prose)
 		})
 	}
 }

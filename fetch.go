@@ -118,7 +118,7 @@ func (o *RegistryOptions) check(ctx context.Context, ir *imageRef) (*registry.Ch
 func (o *RegistryOptions) fetch(ctx context.Context, ir *imageRef, ch *registry.Check) (*fetchedImage, *SignatureVerdict, error) {
 	raw, err := ch.Image(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("fetching %s@%s: %w", ir.name, ch.TopDigest(), err)
+		return nil, nil, fmt.Errorf("fetching %s: %w", ir.name, err)
 	}
 	f, err := newFetchedImage(raw)
 	if err != nil {

@@ -18,12 +18,19 @@ import (
 
 // fetchLayers returns the layer commit of every layer of img, importing the
 // ones the repository lacks, a bounded number at a time.
-func (r *Repo) fetchLayers(ctx context.Context, src *registry.Source, img *Image, opts PullOptions, res *PullResult) ([]string, error) {
+func (r *Repo) fetchLayers(ctx context.Context, src *registry.Source, img *Image, opts PullOptions, report func(Progress), res *PullResult) ([]string, error) {
 	commits, missing, err := r.storedLayers(img)
 	if err != nil {
 		return nil, err
 	}
-	report := newProgressReporter(opts.Progress, len(img.Layers))
+	plan := &PullPlan{ManifestDigest: img.ManifestDigest, Layers: len(img.Layers), FetchLayers: len(missing)}
+	for i, l := range img.Layers {
+		plan.Bytes += l.Size
+		if commits[i] == "" {
+			plan.FetchBytes += l.Size
+		}
+	}
+	report(Progress{Plan: plan})
 	for i, l := range img.Layers {
 		if commits[i] != "" {
 			res.LayersReused++

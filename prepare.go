@@ -179,7 +179,7 @@ func (r *Repo) cacheUpdate(ctx context.Context, res *PrepareResult, d *deploymen
 		res.Reason = fmt.Sprintf("the repository is read-only, so the update was not cached: %v", err)
 		return nil
 	case err != nil:
-		return fmt.Errorf("caching the update of %s on %s: %w", res.Image, d.deployed.MergeCommit, err)
+		return fmt.Errorf("caching the update of %s: %w", res.Image, err)
 	}
 	res.Outcome = UpdateCached
 	return nil

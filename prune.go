@@ -39,6 +39,12 @@ type PruneResult struct {
 	ObjectsDeleted int
 	// BytesFreed is the size of the files removed.
 	BytesFreed int64
+	// TmpRemoved names what interrupted writers had left in the
+	// repository's tmp/ and was removed: staging directories no process
+	// holds, and other temporary files older than core.tmp-expiry-secs (a
+	// day by default). TmpBytesFreed is their size.
+	TmpRemoved    []string
+	TmpBytesFreed int64
 }
 
 // Prune collects garbage, under the exclusive repository lock: first the
@@ -51,6 +57,11 @@ type PruneResult struct {
 // Those layers are kept only while they can be read: a damaged one, which
 // no deployment needs, goes (a prepared pull fetches it again) rather than
 // stopping every prune.
+//
+// Then it removes what interrupted writers (a killed pull, say) left in the
+// repository's tmp/, as every write transaction also does. A dry run holds
+// the lock shared, so it needs no write access and does not wait for
+// libostree's transactions.
 func Prune(ctx context.Context, repo *Repo, opts PruneOptions) (*PruneResult, error) {
 	n := &neededLayers{repo: repo}
 	stats, err := repo.ostree.Prune(ctx, ostree.PruneOptions{
@@ -59,10 +70,17 @@ func Prune(ctx context.Context, repo *Repo, opts PruneOptions) (*PruneResult, er
 		Expendable: n.onlyCached,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("pruning %s: %w", repo.Path(), err)
+		return nil, err // it says "prune" and names the repository
 	}
 	res := &PruneResult{RefsDeleted: stats.RefsDeleted, ObjectsDeleted: stats.ObjectsDeleted, BytesFreed: stats.BytesFreed}
 	sort.Strings(res.RefsDeleted)
+	tmp, err := repo.ostree.ExpireTmp(ctx, opts.DryRun)
+	if tmp != nil {
+		res.TmpRemoved, res.TmpBytesFreed = tmp.Removed, tmp.Bytes
+	}
+	if err != nil {
+		return res, fmt.Errorf("cleaning %s/tmp: %w", repo.Path(), err)
+	}
 	return res, nil
 }
 

@@ -2,8 +2,10 @@ package updatecache_test
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 	"github.com/stretchr/testify/assert"
@@ -159,4 +161,35 @@ func damageRootTree(t *testing.T, repo *ostree.Repo, commit string) {
 	data[len(data)-1] ^= 0xff
 	require.NoError(t, os.Chmod(p, 0o644))
 	require.NoError(t, os.WriteFile(p, data, 0o644))
+}
+
+// TestPruneExpiresTmp: a staging directory no process holds (a killed
+// pull's) and an old temporary file are what prune removes from tmp/; a
+// dry run reports them and removes nothing.
+func TestPruneExpiresTmp(t *testing.T) {
+	e := newEnv(t)
+	tmp := filepath.Join(e.repoPath, "tmp")
+	staged := filepath.Join(tmp, "staging-00000000-0000-0000-0000-000000000000-Abc123", "ab")
+	require.NoError(t, os.MkdirAll(staged, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(staged, strings.Repeat("c", 62)+".filez"), make([]byte, 4000), 0o644))
+	old := filepath.Join(tmp, ".tmp-1234")
+	require.NoError(t, os.WriteFile(old, make([]byte, 96), 0o600))
+	twoDaysAgo := time.Now().Add(-48 * time.Hour)
+	require.NoError(t, os.Chtimes(old, twoDaysAgo, twoDaysAgo))
+	want := []string{".tmp-1234", "staging-00000000-0000-0000-0000-000000000000-Abc123"}
+
+	dry, err := updatecache.Prune(e.ctx, e.repo, updatecache.PruneOptions{DryRun: true})
+	require.NoError(t, err)
+	assert.ElementsMatch(t, want, dry.TmpRemoved)
+	assert.Equal(t, int64(4096), dry.TmpBytesFreed)
+	assert.FileExists(t, old)
+
+	res, err := updatecache.Prune(e.ctx, e.repo, updatecache.PruneOptions{})
+	require.NoError(t, err)
+	assert.ElementsMatch(t, want, res.TmpRemoved)
+	left, err := os.ReadDir(tmp)
+	require.NoError(t, err)
+	for _, l := range left {
+		assert.Equal(t, "cache", l.Name(), "left in tmp/")
+	}
 }

@@ -31,10 +31,11 @@ type PullOptions struct {
 	// Concurrency bounds the layers downloaded at once; 0 means
 	// DefaultConcurrency.
 	Concurrency int
-	// Progress, if set, is called as layers are fetched: at the start of
-	// each layer, as its bytes arrive, and when it is done. Calls are
-	// serialised, so Progress need not be safe for concurrent use, and it
-	// should return quickly.
+	// Progress, if set, is called as the pull goes: first with the plan,
+	// then for each layer (already present, or as its download starts, as
+	// its bytes arrive and when it is imported), last when the merge commit
+	// is being written; see Progress. Calls are serialised, so Progress
+	// need not be safe for concurrent use, and it should return quickly.
 	Progress func(Progress)
 	// MaxLayerSize caps each layer's uncompressed size, checked as it
 	// streams, so a compression bomb stops there (ErrTooLarge, also
@@ -46,15 +47,36 @@ type PullOptions struct {
 	KeepVar, AllowNonUsr bool
 }
 
-// Progress reports one layer of a pull.
+// Progress reports a pull's progress. The first event carries the Plan,
+// before any download; then come the events of single layers (Layer set);
+// the last, Merging, says every layer is in and the merge commit is being
+// written. A pull of an image already deployed reports nothing.
 type Progress struct {
+	// Plan is set on the first event only.
+	Plan *PullPlan
+	// Merging is set on the last event only.
+	Merging bool
+
 	Layer    digest.Digest
 	Index    int   // the layer's position in the manifest
-	Layers   int   // how many layers the image has
+	Layers   int   // how many layers the image has (on every event)
 	Done     int64 // compressed bytes fetched so far
 	Total    int64 // compressed size from the manifest
 	Reused   bool  // already in the repository: nothing to fetch
-	Finished bool  // imported (or reused)
+	Finished bool  // imported (or reused); Done is Total
+}
+
+// PullPlan is what a pull will fetch, known once the manifest is read.
+type PullPlan struct {
+	ManifestDigest digest.Digest // the per-platform manifest pulled
+	// Layers and Bytes are the whole image: its layers and their
+	// compressed size.
+	Layers int
+	Bytes  int64
+	// FetchLayers and FetchBytes are the part the repository lacks, which
+	// the pull downloads.
+	FetchLayers int
+	FetchBytes  int64
 }
 
 // PullResult describes a completed pull.
@@ -125,7 +147,8 @@ func PullPrepared(ctx context.Context, repo *Repo, image string, opts PullOption
 		res, err = repo.pull(ctx, pullRequest{target: ir, deployed: d, from: from, pin: pin, want: want, top: d.record.topDigest}, opts)
 	}
 	if errors.Is(err, ErrManifestUnknown) {
-		return nil, fmt.Errorf("%w: %s (prepared %s): %w", ErrPreparedUpdateGone, ir.name, want, err)
+		// err names the image, pinned to the prepared digest.
+		return nil, fmt.Errorf("%w: %w", ErrPreparedUpdateGone, err)
 	}
 	return res, err
 }
@@ -173,10 +196,12 @@ func (r *Repo) pull(ctx context.Context, req pullRequest, opts PullOptions) (*Pu
 		return nil, fmt.Errorf("%w: %s@%s: %s", ErrPolicyRejected, req.from.name, img.ManifestDigest, verdict.Reason)
 	}
 
-	layerCommits, err := r.fetchLayers(ctx, src, img, opts, res)
+	report := newProgressReporter(opts.Progress, len(img.Layers))
+	layerCommits, err := r.fetchLayers(ctx, src, img, opts, report, res)
 	if err != nil {
 		return nil, fmt.Errorf("pulling %s: %w", req.from.name, err)
 	}
+	report(Progress{Merging: true})
 	// ostree-ext's choice: the image's creation time, else now. A commit
 	// cannot record a time before 1970.
 	ts := img.commitTime

@@ -184,6 +184,25 @@ func TestPullProgressAndOffline(t *testing.T) {
 		assert.Equal(t, l.Size, done[i].Done)
 		assert.Equal(t, l.Size, done[i].Total)
 	}
+	// The plan comes first, the merge last.
+	size := v1.Layers[0].Size + v1.Layers[1].Size
+	require.NotNil(t, events[0].Plan)
+	assert.Equal(t, updatecache.PullPlan{ManifestDigest: v1.ManifestDigest, Layers: 2, Bytes: size, FetchLayers: 2, FetchBytes: size}, *events[0].Plan)
+	assert.True(t, events[len(events)-1].Merging)
+	for _, p := range events[1 : len(events)-1] {
+		assert.True(t, p.Plan == nil && !p.Merging && p.Layer != "", "%+v", p)
+	}
+
+	// An update sharing the base layer plans to fetch the other alone.
+	v2 := image(t, "2")
+	e.push(v2)
+	events = nil
+	_, err = updatecache.Pull(e.ctx, e.repo, e.ref, opts)
+	require.NoError(t, err)
+	require.NotNil(t, events[0].Plan)
+	assert.Equal(t, updatecache.PullPlan{ManifestDigest: v2.ManifestDigest, Layers: 2, Bytes: v2.Layers[0].Size + v2.Layers[1].Size,
+		FetchLayers: 1, FetchBytes: v2.Layers[1].Size}, *events[0].Plan)
+	assert.True(t, events[1].Reused)
 }
 
 // TestPullPreparedFromLayout: a prepared pull from an oci: layout fetches

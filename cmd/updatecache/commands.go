@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+
 	"github.com/spf13/cobra"
 
 	"github.com/osimage/updatecache"
@@ -8,15 +10,20 @@ import (
 
 func newCheckCommand(g *globalFlags) *cobra.Command {
 	n := &networkFlags{}
+	var img imageFlag
+	var unchanged unchangedFlag
 	cmd := &cobra.Command{
-		Use:   "check [flags] IMAGE",
+		Use:   "check [flags] IMAGE|--booted",
 		Short: "Check the registry for an update and cache its manifest and config on the deployed commit",
 		Long: `Check asks the registry whether IMAGE has a new image. When it has, its manifest
 and config (no layers) are cached on the deployed merge commit, so that "status"
 shows the update later without the network.`,
-		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts, err := n.options()
+			if err != nil {
+				return err
+			}
+			image, err := img.image(args)
 			if err != nil {
 				return err
 			}
@@ -24,17 +31,28 @@ shows the update later without the network.`,
 			if err != nil {
 				return err
 			}
-			res, err := updatecache.Prepare(cmd.Context(), repo, args[0], updatecache.PrepareOptions{RegistryOptions: opts})
+			var res *updatecache.PrepareResult
+			err = n.bounded(cmd.Context(), func(ctx context.Context) error {
+				res, err = updatecache.Prepare(ctx, repo, image, updatecache.PrepareOptions{RegistryOptions: opts})
+				return err
+			})
 			if err != nil {
 				return err
 			}
 			if g.json {
-				return writeJSON(cmd.OutOrStdout(), checkJSON(res))
+				err = writeJSON(cmd.OutOrStdout(), checkJSON(res))
+			} else {
+				err = writeCheck(cmd.OutOrStdout(), res)
 			}
-			return writeCheck(cmd.OutOrStdout(), res)
+			if err == nil && !res.UpdateAvailable() {
+				return unchanged.status()
+			}
+			return err
 		},
 	}
-	n.register(cmd)
+	n.register(cmd, checkTimeout)
+	img.register(cmd)
+	unchanged.register(cmd, "when there is no update")
 	return cmd
 }
 
@@ -87,7 +105,20 @@ func newClearCommand(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return updatecache.ClearCachedUpdate(cmd.Context(), repo, args[0])
+			// What was cached, to report; a cache that cannot be read is
+			// left to ClearCachedUpdate to report.
+			before, _ := updatecache.QueryImage(repo, args[0])
+			if err := updatecache.ClearCachedUpdate(cmd.Context(), repo, args[0]); err != nil {
+				return err
+			}
+			var cleared *updatecache.CachedUpdate
+			if before != nil {
+				cleared = before.CachedUpdate
+			}
+			if g.json {
+				return writeJSON(cmd.OutOrStdout(), clearJSON{Image: args[0], Cleared: cachedStatus(cleared)})
+			}
+			return writeClear(cmd.OutOrStdout(), args[0], cleared)
 		},
 	}
 }

@@ -5,24 +5,30 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
 
-	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
-	"go.podman.io/image/v5/types"
 
 	"github.com/osimage/updatecache"
 )
 
-// Exit codes: 0 success (an update or not), 1 an error, 2 a usage error.
+// Exit codes: 0 success (an update or not), 1 an error, 2 a usage error;
+// exitSkipped and exitUnchanged only where a command says so; 128+N after
+// signal N (130 for SIGINT, 143 for SIGTERM).
 const (
 	exitError = 1
 	exitUsage = 2
+	// exitSkipped (sysexits' EX_TEMPFAIL): pull did nothing because the
+	// connection is metered; try again later.
+	exitSkipped = 75
+	// exitUnchanged: with --unchanged-exit-77, check found no update or
+	// pull had nothing to fetch, as rpm-ostree's upgrade --check exits.
+	exitUnchanged = 77
 )
 
 // usageError marks errors in how the command was called.
@@ -31,28 +37,75 @@ type usageError struct{ err error }
 func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
+// exitStatus ends a command that did not fail with a status other than 0,
+// printing msg (if any) on standard error.
+type exitStatus struct {
+	code int
+	msg  string
+}
+
+func (e exitStatus) Error() string { return e.msg }
+
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// run executes the command line and returns the exit code.
+// run executes the command line and returns the exit code. SIGINT and
+// SIGTERM cancel the command's context: the library then removes what it
+// was writing, and run returns 128 plus the signal's number.
 func run(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := cancelOnSignals(context.Background())
+	defer stop()
 	root := newRootCommand()
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	err := root.Execute()
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return 0
 	}
+	if sig, ok := context.Cause(ctx).(signalCause); ok {
+		fmt.Fprintf(stderr, "updatecache: %s interrupted by %s\n", cmd.Name(), sig)
+		return 128 + int(sig.Signal)
+	}
+	var status exitStatus
+	if errors.As(err, &status) {
+		if status.msg != "" {
+			fmt.Fprintln(stderr, escapeText(status.msg))
+		}
+		return status.code
+	}
 	// Errors of the library already name it.
-	fmt.Fprintln(stderr, "updatecache:", strings.TrimPrefix(err.Error(), "updatecache: "))
-	var ue usageError
-	if errors.As(err, &ue) {
-		fmt.Fprintln(stderr, "Run 'updatecache --help' for usage.")
+	fmt.Fprintln(stderr, "updatecache:", escapeText(strings.TrimPrefix(err.Error(), "updatecache: ")))
+	if h := hint(err); h != "" {
+		fmt.Fprintln(stderr, h)
+	}
+	if errors.As(err, new(usageError)) {
 		return exitUsage
 	}
 	return exitError
+}
+
+// hint suggests what to do about err, where a suggestion helps.
+func hint(err error) string {
+	var timeout commandTimeout
+	switch {
+	case errors.As(err, new(usageError)):
+		return "Run 'updatecache --help' for usage."
+	case errors.As(err, &timeout):
+		return fmt.Sprintf("hint: the command gave up after --command-timeout %v", timeout.d)
+	case errors.Is(err, updatecache.ErrUnauthorized):
+		return "hint: log in with 'podman login' as the user running updatecache, or pass --authfile"
+	case errors.Is(err, updatecache.ErrNoCachedUpdate):
+		return "hint: 'updatecache check IMAGE' finds and caches an update first"
+	case errors.Is(err, updatecache.ErrPreparedUpdateGone):
+		return "hint: 'updatecache check IMAGE' asks what the registry has now"
+	case errors.Is(err, updatecache.ErrLockTimeout):
+		return "hint: another process (rpm-ostree, bootc, ostree prune) held the repository lock; core.lock-timeout-secs sets the wait"
+	case errors.Is(err, updatecache.ErrReadOnly):
+		return "hint: the repository is read-only here: mounted read-only, or not writable by this user"
+	}
+	return ""
 }
 
 // extraCommands are commands only some builds have: the demo, built with
@@ -65,24 +118,32 @@ type globalFlags struct {
 	json bool
 }
 
-// networkFlags are common to the commands that may reach a registry.
-type networkFlags struct {
-	platform         string
-	authfile         string
-	tlsVerify        bool
-	offline          bool
-	verifySignatures bool
-	signaturePolicy  string
-}
-
 func newRootCommand() *cobra.Command {
 	g := &globalFlags{}
 	root := &cobra.Command{
 		Use:           "updatecache",
 		Short:         "Check for, cache and show OS updates shipped as container images",
+		Version:       versionText(),
 		SilenceErrors: true,
 		SilenceUsage:  true,
+		// An unknown command, or none, is a usage error (cobra's default
+		// for a root command that has subcommands is exit 1, or help and 0).
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return nil
+			}
+			msg := fmt.Sprintf("unknown command %q", args[0])
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				msg += "; did you mean " + strings.Join(s, " or ") + "?"
+			}
+			return usageError{errors.New(msg)}
+		},
+		RunE: func(*cobra.Command, []string) error {
+			return usageError{errors.New("no command given")}
+		},
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.SuggestionsMinimumDistance = 2 // cobra's default, which it sets only without Args
 	root.PersistentFlags().StringVar(&g.repo, "repo", updatecache.DefaultRepoPath, "OSTree repository `PATH`")
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print JSON")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
@@ -104,44 +165,4 @@ func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 		}
 		return nil
 	}
-}
-
-func (n *networkFlags) register(cmd *cobra.Command) {
-	f := cmd.Flags()
-	f.StringVar(&n.platform, "platform", "", "choose `OS/ARCH[/VARIANT]` from multi-arch images (default: this machine's)")
-	f.StringVar(&n.authfile, "authfile", "", "registry credentials `FILE` (default: the containers auth.json locations)")
-	f.BoolVar(&n.tlsVerify, "tls-verify", true, "verify registry TLS certificates (and require HTTPS)")
-	f.BoolVar(&n.offline, "offline", false, "never use the network; fail if it is needed")
-	f.BoolVar(&n.verifySignatures, "verify-signatures", false, "evaluate the signature policy: check records its verdict, pull enforces it")
-	f.StringVar(&n.signaturePolicy, "signature-policy", "", "policy.json `FILE` (default: /etc/containers/policy.json)")
-}
-
-func (n *networkFlags) options() (updatecache.RegistryOptions, error) {
-	sys := &types.SystemContext{AuthFilePath: n.authfile}
-	if !n.tlsVerify {
-		sys.DockerInsecureSkipTLSVerify = types.OptionalBoolTrue
-	}
-	opts := updatecache.RegistryOptions{SystemContext: sys, Offline: n.offline,
-		VerifySignatures: n.verifySignatures, SignaturePolicyPath: n.signaturePolicy}
-	if n.platform != "" {
-		p, err := parsePlatform(n.platform)
-		if err != nil {
-			return opts, usageError{err}
-		}
-		opts.Platform = p
-	}
-	return opts, nil
-}
-
-// parsePlatform parses --platform's OS/ARCH[/VARIANT].
-func parsePlatform(s string) (*imgspecv1.Platform, error) {
-	parts := strings.Split(s, "/")
-	if len(parts) < 2 || len(parts) > 3 || slices.Contains(parts, "") {
-		return nil, fmt.Errorf("platform %q: want OS/ARCH[/VARIANT]", s)
-	}
-	p := &imgspecv1.Platform{OS: parts[0], Architecture: parts[1]}
-	if len(parts) == 3 {
-		p.Variant = parts[2]
-	}
-	return p, nil
 }

@@ -225,6 +225,8 @@ func humanSize(n int64) string {
 }
 
 // errWriter keeps the first write error so printing code stays linear.
+// It escapes the text of the arguments (see escapeText): every line it
+// prints may carry an image's or a registry's words.
 type errWriter struct {
 	w   io.Writer
 	err error
@@ -232,8 +234,25 @@ type errWriter struct {
 
 func (e *errWriter) printf(format string, args ...any) {
 	if e.err == nil {
-		_, e.err = fmt.Fprintf(e.w, format, args...)
+		_, e.err = io.WriteString(e.w, safef(format, args...))
 	}
+}
+
+// clearJSON is what clear --json prints: the cached update removed, or
+// null when there was none.
+type clearJSON struct {
+	Image   string            `json:"image"`
+	Cleared *cachedUpdateJSON `json:"cleared"`
+}
+
+func writeClear(w io.Writer, image string, cleared *updatecache.CachedUpdate) error {
+	ew := &errWriter{w: w}
+	if cleared == nil {
+		ew.printf("No cached update for: %s\n", image)
+	} else {
+		ew.printf("Cleared the cached update of: %s\n  Was: %s\n", image, describe(&cleared.Image))
+	}
+	return ew.err
 }
 
 type pruneResultJSON struct {
@@ -241,14 +260,19 @@ type pruneResultJSON struct {
 	RefsDeleted    []string `json:"refsDeleted"`
 	ObjectsDeleted int      `json:"objectsDeleted"`
 	BytesFreed     int64    `json:"bytesFreed"`
+	TmpRemoved     []string `json:"tmpRemoved"`
+	TmpBytesFreed  int64    `json:"tmpBytesFreed"`
 }
 
 func pruneJSON(res *updatecache.PruneResult, dryRun bool) pruneResultJSON {
-	refs := res.RefsDeleted
-	if refs == nil {
-		refs = []string{}
+	nonNil := func(s []string) []string {
+		if s == nil {
+			return []string{}
+		}
+		return s
 	}
-	return pruneResultJSON{DryRun: dryRun, RefsDeleted: refs, ObjectsDeleted: res.ObjectsDeleted, BytesFreed: res.BytesFreed}
+	return pruneResultJSON{DryRun: dryRun, RefsDeleted: nonNil(res.RefsDeleted), ObjectsDeleted: res.ObjectsDeleted,
+		BytesFreed: res.BytesFreed, TmpRemoved: nonNil(res.TmpRemoved), TmpBytesFreed: res.TmpBytesFreed}
 }
 
 func writePrune(w io.Writer, res *updatecache.PruneResult, dryRun bool) error {
@@ -261,5 +285,8 @@ func writePrune(w io.Writer, res *updatecache.PruneResult, dryRun bool) error {
 		ew.printf("%s ref %s\n", verb, r)
 	}
 	ew.printf("%s %d refs and %d objects, freeing %s\n", verb, len(res.RefsDeleted), res.ObjectsDeleted, humanSize(res.BytesFreed))
+	if len(res.TmpRemoved) > 0 {
+		ew.printf("%s %d leftovers of interrupted writes from tmp/, freeing %s\n", verb, len(res.TmpRemoved), humanSize(res.TmpBytesFreed))
+	}
 	return ew.err
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,59 +16,136 @@ import (
 	"github.com/osimage/updatecache"
 )
 
+// pullFlags are pull's own flags.
+type pullFlags struct {
+	prepared     bool
+	jobs         int
+	progressFD   int
+	allowMetered bool
+	image        imageFlag
+	unchanged    unchangedFlag
+}
+
 func newPullCommand(g *globalFlags) *cobra.Command {
 	n := &networkFlags{}
-	var prepared bool
-	var concurrency int
+	pf := &pullFlags{}
 	cmd := &cobra.Command{
-		Use:   "pull [--prepared] [flags] IMAGE",
+		Use:   "pull [--prepared] [flags] IMAGE|--booted",
 		Short: "Fetch the image (or exactly the update cached by check) and deploy it as a new merge commit",
 		Long: `Pull fetches IMAGE's manifest, config and the layers the repository lacks, and
 moves the image's ref to a new merge commit. With --prepared it fetches exactly the
 update that "check" cached, by digest, even if the tag has moved since; if the
-registry no longer has it, pull fails and the repository is unchanged.`,
-		Args: exactArgs(1),
+registry no longer has it, pull fails and the repository is unchanged.
+
+On a metered connection (NetworkManager's Metered property) pull does nothing and
+exits 75, unless --allow-metered. --progress-fd N writes progress as JSON Lines in
+bootc's protocol (progress-v0) to the inherited file descriptor N.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			regOpts, err := n.options()
-			if err != nil {
-				return err
-			}
-			repo, err := updatecache.OpenRepo(g.repo)
-			if err != nil {
-				return err
-			}
-			opts := updatecache.PullOptions{RegistryOptions: regOpts, Concurrency: concurrency}
-			out := cmd.OutOrStdout()
-			var bars *progressBars
-			switch {
-			case g.json:
-			case isTerminal(out):
-				bars = newProgressBars(cmd, out)
-				opts.Progress = bars.update
-			default:
-				opts.Progress = plainProgress(out)
-			}
-			pull := updatecache.Pull
-			if prepared {
-				pull = updatecache.PullPrepared
-			}
-			res, err := pull(cmd.Context(), repo, args[0], opts)
-			if bars != nil {
-				bars.finish(err == nil)
-			}
-			if err != nil {
-				return err
-			}
-			if g.json {
-				return writeJSON(out, pullJSON(res))
-			}
-			return writePull(out, res)
+			return runPull(cmd, g, n, pf, args)
 		},
 	}
-	n.register(cmd)
-	cmd.Flags().BoolVar(&prepared, "prepared", false, "fetch exactly the update cached by check, never the tag")
-	cmd.Flags().IntVar(&concurrency, "jobs", updatecache.DefaultConcurrency, "layers to download at once")
+	n.register(cmd, 0)
+	pf.image.register(cmd)
+	pf.unchanged.register(cmd, "when there is nothing to pull: the image is deployed already, or --prepared finds no cached update")
+	f := cmd.Flags()
+	f.BoolVar(&pf.prepared, "prepared", false, "fetch exactly the update cached by check, never the tag")
+	f.IntVar(&pf.jobs, "jobs", updatecache.DefaultConcurrency, "layers to download at once (1 or more)")
+	f.IntVar(&pf.progressFD, "progress-fd", -1, "write progress as JSON Lines (bootc's progress-v0) to file descriptor `N`")
+	f.BoolVar(&pf.allowMetered, "allow-metered", false, "pull even on a metered connection")
 	return cmd
+}
+
+func runPull(cmd *cobra.Command, g *globalFlags, n *networkFlags, pf *pullFlags, args []string) error {
+	regOpts, err := n.options()
+	if err != nil {
+		return err
+	}
+	if pf.jobs < 1 {
+		return usageError{fmt.Errorf("--jobs %d: want 1 or more", pf.jobs)}
+	}
+	var progressFile *os.File
+	if cmd.Flags().Changed("progress-fd") {
+		if progressFile, err = openProgressFD(pf.progressFD); err != nil {
+			return err
+		}
+		defer progressFile.Close()
+	}
+	image, err := pf.image.image(args)
+	if err != nil {
+		return err
+	}
+	if !pf.allowMetered && !n.offline {
+		metered, err := connectionMetered(cmd.Context())
+		if err != nil {
+			return err
+		}
+		if metered {
+			return exitStatus{code: exitSkipped, msg: "updatecache: not pulling: the network connection is metered (NetworkManager); --allow-metered pulls anyway"}
+		}
+	}
+	repo, err := updatecache.OpenRepo(g.repo)
+	if err != nil {
+		return err
+	}
+
+	opts := updatecache.PullOptions{RegistryOptions: regOpts, Concurrency: pf.jobs}
+	out := cmd.OutOrStdout()
+	var sinks []func(updatecache.Progress)
+	var bars *progressBars
+	switch {
+	case g.json:
+	case isTerminal(out):
+		bars = newProgressBars(cmd.Context(), out)
+		sinks = append(sinks, bars.update)
+	default:
+		sinks = append(sinks, newPlainProgress(out).update)
+	}
+	var jsonl *progressJSONL
+	if progressFile != nil {
+		jsonl = newProgressJSONL(progressFile, cmd.ErrOrStderr())
+		sinks = append(sinks, jsonl.update)
+	}
+	if len(sinks) > 0 {
+		opts.Progress = func(p updatecache.Progress) {
+			for _, sink := range sinks {
+				sink(p)
+			}
+		}
+	}
+	pull := updatecache.Pull
+	if pf.prepared {
+		pull = updatecache.PullPrepared
+	}
+	var res *updatecache.PullResult
+	err = n.bounded(cmd.Context(), func(ctx context.Context) error {
+		res, err = pull(ctx, repo, image, opts)
+		return err
+	})
+	if bars != nil {
+		bars.finish(err == nil)
+	}
+	if jsonl != nil {
+		jsonl.finish(res)
+	}
+	switch {
+	case errors.Is(err, updatecache.ErrNoCachedUpdate) && pf.unchanged.exit77:
+		ew := &errWriter{w: out}
+		if ew.printf("No cached update for: %s\n", image); ew.err != nil {
+			return ew.err
+		}
+		return pf.unchanged.status()
+	case err != nil:
+		return err
+	}
+	if g.json {
+		err = writeJSON(out, pullJSON(res))
+	} else {
+		err = writePull(out, res)
+	}
+	if err == nil && res.AlreadyDeployed {
+		return pf.unchanged.status()
+	}
+	return err
 }
 
 func isTerminal(w io.Writer) bool {
@@ -76,16 +155,31 @@ func isTerminal(w io.Writer) bool {
 
 // plainProgress prints a line when a layer starts and when it is done, for
 // logs and pipes.
-func plainProgress(w io.Writer) func(updatecache.Progress) {
-	return func(p updatecache.Progress) {
-		switch {
-		case p.Reused:
-			fmt.Fprintf(w, "Layer %d/%d %s: already present\n", p.Index+1, p.Layers, short(p.Layer.String()))
-		case p.Finished:
-			fmt.Fprintf(w, "Layer %d/%d %s: fetched %s\n", p.Index+1, p.Layers, short(p.Layer.String()), humanSize(p.Done))
-		case p.Done == 0:
-			fmt.Fprintf(w, "Layer %d/%d %s: fetching %s\n", p.Index+1, p.Layers, short(p.Layer.String()), humanSize(p.Total))
-		}
+type plainProgress struct {
+	ew      *errWriter
+	started map[int]time.Time
+}
+
+func newPlainProgress(w io.Writer) *plainProgress {
+	return &plainProgress{ew: &errWriter{w: w}, started: map[int]time.Time{}}
+}
+
+func (pp *plainProgress) update(p updatecache.Progress) {
+	switch {
+	case p.Plan != nil:
+		pp.ew.printf("Fetching %d of %d layers: %s (%s already present)\n", p.Plan.FetchLayers, p.Plan.Layers,
+			humanSize(p.Plan.FetchBytes), humanSize(p.Plan.Bytes-p.Plan.FetchBytes))
+	case p.Merging:
+		pp.ew.printf("Writing the merge commit\n")
+	case p.Reused:
+		pp.ew.printf("Layer %d/%d %s: already present\n", p.Index+1, p.Layers, short(p.Layer.String()))
+	case p.Finished:
+		took := time.Since(pp.started[p.Index])
+		pp.ew.printf("Layer %d/%d %s: fetched %s in %s (%s/s)\n", p.Index+1, p.Layers, short(p.Layer.String()),
+			humanSize(p.Done), took.Round(time.Millisecond), humanSize(int64(float64(p.Done)/max(took.Seconds(), 1e-3))))
+	case p.Done == 0:
+		pp.started[p.Index] = time.Now()
+		pp.ew.printf("Layer %d/%d %s: fetching %s\n", p.Index+1, p.Layers, short(p.Layer.String()), humanSize(p.Total))
 	}
 }
 
@@ -96,69 +190,82 @@ func short(d string) string {
 	return d
 }
 
-// progressBars shows one bar per layer being fetched and one for the total,
-// with rate and ETA.
+// progressBars shows one bar per layer being fetched and one for the
+// total, each with its rate and the time left (see rateMeter).
 type progressBars struct {
 	p      *mpb.Progress
-	layers map[int]*mpb.Bar
-	done   map[int]int64
 	total  *mpb.Bar
-	sum    int64 // the total bar's size: every layer started so far
-	start  time.Time
+	meter  rateMeter // the total's
+	layers map[int]*layerBar
+	sum    int64 // bytes fetched so far, over every layer
 }
 
-func newProgressBars(cmd *cobra.Command, out io.Writer) *progressBars {
+type layerBar struct {
+	bar   *mpb.Bar
+	meter rateMeter
+	done  int64
+}
+
+func newProgressBars(ctx context.Context, out io.Writer) *progressBars {
 	return &progressBars{
-		p:      mpb.NewWithContext(cmd.Context(), mpb.WithOutput(out), mpb.WithWidth(40)),
-		layers: map[int]*mpb.Bar{},
-		done:   map[int]int64{},
-		start:  time.Now(),
+		p:      mpb.NewWithContext(ctx, mpb.WithOutput(out), mpb.WithWidth(40)),
+		layers: map[int]*layerBar{},
 	}
 }
 
-func sizeBar(p *mpb.Progress, name string, total int64) *mpb.Bar {
-	return p.AddBar(total,
+func (b *progressBars) sizeBar(name string, total int64, meter *rateMeter) *mpb.Bar {
+	return b.p.AddBar(total,
 		mpb.PrependDecorators(decor.Name(name, decor.WCSyncSpaceR), decor.Counters(decor.SizeB1000(0), "% .1f / % .1f")),
-		mpb.AppendDecorators(decor.EwmaSpeed(decor.SizeB1000(0), "% .1f", 30), decor.Name(" "), decor.EwmaETA(decor.ET_STYLE_GO, 30)),
+		mpb.AppendDecorators(decor.Any(func(s decor.Statistics) string { return meter.describe(time.Now(), s.Total) })),
 	)
 }
 
 // update is the Progress callback; calls are serialised by the library.
 func (b *progressBars) update(p updatecache.Progress) {
-	if p.Reused {
+	now := time.Now()
+	switch {
+	case p.Plan != nil:
+		if p.Plan.FetchLayers > 0 {
+			b.total = b.sizeBar("total", p.Plan.FetchBytes, &b.meter)
+			b.meter.add(now, 0)
+		}
+		return
+	case p.Merging, p.Reused:
 		return
 	}
-	if b.total == nil {
-		b.total = sizeBar(b.p, "total", 0)
-	}
-	bar, ok := b.layers[p.Index]
+	l, ok := b.layers[p.Index]
 	if !ok {
-		bar = sizeBar(b.p, short(p.Layer.String()), p.Total)
-		b.layers[p.Index] = bar
-		b.sum += p.Total
-		b.total.SetTotal(b.sum, false)
+		l = &layerBar{}
+		l.bar = b.sizeBar(short(p.Layer.String()), p.Total, &l.meter)
+		l.meter.add(now, 0)
+		b.layers[p.Index] = l
 	}
-	delta := p.Done - b.done[p.Index]
-	b.done[p.Index] = p.Done
-	bar.EwmaSetCurrent(p.Done, time.Since(b.start))
-	b.total.EwmaIncrInt64(delta, time.Since(b.start))
+	b.sum += p.Done - l.done
+	l.done = p.Done
+	l.bar.SetCurrent(p.Done)
+	l.meter.add(now, p.Done)
+	if b.total != nil {
+		b.total.SetCurrent(b.sum)
+		b.meter.add(now, b.sum)
+	}
 	if p.Finished {
-		bar.SetTotal(-1, true)
+		l.bar.SetTotal(-1, true)
 	}
 }
 
 // finish completes or aborts the bars and waits for the last render.
 func (b *progressBars) finish(ok bool) {
-	for _, bar := range b.layers {
-		if !ok {
-			bar.Abort(false)
-		}
+	bars := []*mpb.Bar{b.total}
+	for _, l := range b.layers {
+		bars = append(bars, l.bar)
 	}
-	if b.total != nil {
-		if ok {
-			b.total.SetTotal(-1, true)
-		} else {
-			b.total.Abort(false)
+	for _, bar := range bars {
+		switch {
+		case bar == nil:
+		case ok:
+			bar.SetTotal(-1, true)
+		default:
+			bar.Abort(false)
 		}
 	}
 	b.p.Wait()

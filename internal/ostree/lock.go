@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -44,8 +45,9 @@ const lockRetryInterval = 50 * time.Millisecond
 // <repo>/.lock, falling back to flock() only where the kernel refuses OFD
 // locks with EINVAL. A busy lock is retried until ctx is done or
 // LockTimeout elapses (a negative LockTimeout waits for ctx alone), which
-// returns an error wrapping ErrLockTimeout. A repository whose lock file
-// cannot be opened for writing returns ErrReadOnly.
+// returns an error wrapping ErrLockTimeout. An exclusive lock on a
+// repository whose lock file cannot be opened for writing returns
+// ErrReadOnly; a shared one needs only to read it (see openLockFile).
 //
 // Each call opens its own descriptor, so locks are not reentrant: holding
 // LockExclusive and then calling a method that takes the lock itself (any
@@ -71,9 +73,12 @@ func lockFile(ctx context.Context, path string, mode LockMode, timeout time.Dura
 	default:
 		return nil, fmt.Errorf("%w: lock %s: invalid mode %v", ErrIO, path, mode)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o660)
+	f, err := openLockFile(path, mode)
 	if err != nil {
-		return nil, writeError("open lock file", path, err)
+		return nil, err
+	}
+	if f == nil {
+		return noUnlock, nil
 	}
 	if timeout >= 0 {
 		var cancel context.CancelFunc
@@ -92,6 +97,18 @@ func lockFile(ctx context.Context, path string, mode LockMode, timeout time.Dura
 				useFlock = true
 				continue
 			}
+		}
+		if err == nil && unlinked(f) {
+			// Locked after its remover unlocked it (as libglnx does, a
+			// staging lock is removed while held): lock the file now at path.
+			f.Close()
+			if f, err = openLockFile(path, mode); err != nil {
+				return nil, err
+			}
+			if f == nil {
+				return noUnlock, nil
+			}
+			continue
 		}
 		if err == nil {
 			// Closing the descriptor releases the lock; OnceValue makes a
@@ -118,4 +135,38 @@ func lockFile(ctx context.Context, path string, mode LockMode, timeout time.Dura
 		case <-timer.C:
 		}
 	}
+}
+
+// openLockFile opens the lock file at path, creating it (0660, as libostree
+// does) if needed. A shared lock needs only read access (F_RDLCK), so a
+// user who may not write the repository still holds one where the file is
+// readable, and a reader such as a dry-run prune waits for an exclusive
+// holder as it should. Where it is not, the shared lock is not taken at all
+// (a nil file): libostree takes no lock on a repository the user cannot
+// write, and nor could any writer of this user's.
+func openLockFile(path string, mode LockMode) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o660)
+	if err != nil && mode == LockShared && isReadOnlyErr(err) {
+		ro, roErr := os.OpenFile(path, os.O_RDONLY|unix.O_CLOEXEC, 0)
+		switch {
+		case roErr == nil:
+			return ro, nil
+		case isReadOnlyErr(roErr) || errors.Is(roErr, fs.ErrNotExist):
+			return nil, nil
+		}
+		return nil, readError("open lock file", path, roErr)
+	}
+	if err != nil {
+		return nil, writeError("open lock file", path, err)
+	}
+	return f, nil
+}
+
+// noUnlock releases a lock that was not taken.
+func noUnlock() error { return nil }
+
+// unlinked reports whether the open file f has no name left.
+func unlinked(f *os.File) bool {
+	var st unix.Stat_t
+	return unix.Fstat(int(f.Fd()), &st) == nil && st.Nlink == 0
 }

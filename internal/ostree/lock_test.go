@@ -139,7 +139,7 @@ sys.stdin.read()
 `
 
 func TestLibostreeLocksFromOutside(t *testing.T) {
-	python := testtool.NeedPython(t, "import gi; gi.require_version('OSTree', '1.0'); from gi.repository import OSTree", "python3-gi gir1.2-ostree-1.0")
+	python := testtool.LibostreePython(t)
 	for _, tc := range []struct {
 		theirs      string
 		sharedOK    bool

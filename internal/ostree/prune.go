@@ -73,7 +73,9 @@ func (s *PruneStats) count(v pruneVictim) {
 //
 //   - It holds the repository lock exclusive throughout, so libostree
 //     transactions and this package's writers wait (and Prune waits for
-//     them, until LockTimeout: ErrLockTimeout).
+//     them, until LockTimeout: ErrLockTimeout). A dry run deletes nothing
+//     and holds it shared, as a reader: it runs beside transactions (its
+//     report is as of its walk) and needs no write access.
 //   - The roots are all refs (heads, remotes and mirrors, aliases
 //     resolved) except the selected ones. From each root commit it follows
 //     the parent chain while the parent exists and, for every commit, the
@@ -107,7 +109,11 @@ func (s *PruneStats) count(v pruneVictim) {
 //
 // core.tombstone-commits is not honoured: no tombstones are written.
 func (r *Repo) Prune(ctx context.Context, opts PruneOptions) (*PruneStats, error) {
-	unlock, err := r.Lock(ctx, LockExclusive)
+	mode := LockExclusive
+	if opts.DryRun {
+		mode = LockShared
+	}
+	unlock, err := r.Lock(ctx, mode)
 	if err != nil {
 		return nil, fmt.Errorf("prune: %w", err)
 	}

@@ -843,3 +843,19 @@ func TestPruneExpendable(t *testing.T) {
 		testtool.RunOstree(t, "fsck", "--repo="+f.r.Path())
 	}
 }
+
+// TestDryRunPruneIsAReader: during a libostree transaction (the repository
+// lock held shared) a dry run completes at once, while a real prune waits
+// for the exclusive lock until its timeout.
+func TestDryRunPruneIsAReader(t *testing.T) {
+	r := ostreeRepo(t)
+	r.lockTimeout = 300 * time.Millisecond
+	ostreeCommit(t, r, map[string]string{"a": "1"}, "-b", "main")
+	testtool.HoldTransaction(t, r.Path())
+	if st, err := r.Prune(context.Background(), PruneOptions{DryRun: true}); err != nil || st.ObjectsKept == 0 {
+		t.Errorf("dry run during a libostree transaction: %v, %v", st, err)
+	}
+	if _, err := r.Prune(context.Background(), PruneOptions{}); !errors.Is(err, ErrLockTimeout) {
+		t.Errorf("prune during a libostree transaction: %v; want ErrLockTimeout", err)
+	}
+}

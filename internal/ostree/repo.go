@@ -46,6 +46,7 @@ type Repo struct {
 	path        string
 	mode        Mode
 	lockTimeout time.Duration
+	tmpExpiry   time.Duration // core.tmp-expiry-secs
 }
 
 // Open opens the repository at path. It refuses a directory without
@@ -72,11 +73,11 @@ func Open(path string) (*Repo, error) {
 		}
 		return nil, corrupt(cfgPath, err)
 	}
-	core, err := parseCoreConfig(data)
+	core, err := parseKeyFileGroup(data, "core")
 	if err != nil {
 		return nil, corrupt(cfgPath, err)
 	}
-	r := &Repo{path: abs, lockTimeout: defaultLockTimeout}
+	r := &Repo{path: abs, lockTimeout: defaultLockTimeout, tmpExpiry: defaultTmpExpiry}
 	if v, ok := core["repo_version"]; !ok {
 		return nil, fmt.Errorf("%w: %s has no core.repo_version", ErrUnsupportedRepoVersion, cfgPath)
 	} else if v != "1" {
@@ -96,18 +97,25 @@ func Open(path string) (*Repo, error) {
 			r.lockTimeout = -1
 		}
 	}
+	if v, ok := core["tmp-expiry-secs"]; ok {
+		secs, err := strconv.ParseUint(v, 10, 32)
+		if err != nil {
+			return nil, corrupt(cfgPath, fmt.Errorf("invalid core.tmp-expiry-secs %q", v))
+		}
+		r.tmpExpiry = time.Duration(secs) * time.Second
+	}
 	return r, nil
 }
 
-// parseCoreConfig returns the [core] group of a GKeyFile-format config,
-// following GKeyFile's rules: leading whitespace of a line is ignored, '#'
-// starts a comment line, a key loses trailing whitespace and its value
+// parseKeyFileGroup returns one group of a GKeyFile-format file (a
+// repository's config, a deployment's origin), following GKeyFile's rules:
+// leading whitespace of a line is ignored, '#' starts a comment line, a key loses trailing whitespace and its value
 // leading whitespace (trailing whitespace stays part of the value, which
 // is why "repo_version=1 " is refused, as libostree does), the last of
 // duplicate keys wins. A line that is none of group, key=value, comment or
 // blank is an error, as in GKeyFile.
-func parseCoreConfig(data []byte) (map[string]string, error) {
-	core := map[string]string{}
+func parseKeyFileGroup(data []byte, want string) (map[string]string, error) {
+	values := map[string]string{}
 	group := ""
 	for i, line := range strings.Split(string(data), "\n") {
 		line = strings.TrimLeft(strings.TrimSuffix(line, "\r"), " \t")
@@ -128,12 +136,12 @@ func parseCoreConfig(data []byte) (map[string]string, error) {
 			if group == "" {
 				return nil, fmt.Errorf("line %d: key %q outside any group", i+1, k)
 			}
-			if group == "core" {
-				core[k] = strings.TrimLeft(v, " \t")
+			if group == want {
+				values[k] = strings.TrimLeft(v, " \t")
 			}
 		}
 	}
-	return core, nil
+	return values, nil
 }
 
 // repoDirs are the directories `ostree init` makes, in creation order;
@@ -176,7 +184,7 @@ func Create(path string, mode Mode) (*Repo, error) {
 	if err := syncDir(abs); err != nil {
 		return nil, err
 	}
-	return &Repo{path: abs, mode: m, lockTimeout: defaultLockTimeout}, nil
+	return &Repo{path: abs, mode: m, lockTimeout: defaultLockTimeout, tmpExpiry: defaultTmpExpiry}, nil
 }
 
 // Path returns the repository's absolute path.

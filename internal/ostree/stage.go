@@ -92,9 +92,11 @@ type objectKey struct {
 
 func (k objectKey) checksum() string { return hex.EncodeToString(k.sum[:]) }
 
-// BeginStage opens a write transaction: it takes the repository lock shared
-// and creates and locks a staging directory. The caller must Close the
-// Stage. bare-split-xattrs repositories are refused (ErrUnsupportedMode).
+// BeginStage opens a write transaction: it takes the repository lock shared,
+// expires what interrupted writers left in tmp/ (see ExpireTmp; failing to
+// remove another process's leftovers does not stop this transaction), and
+// creates and locks a staging directory. The caller must Close the Stage.
+// bare-split-xattrs repositories are refused (ErrUnsupportedMode).
 func (r *Repo) BeginStage(ctx context.Context) (*Stage, error) {
 	if r.mode == ModeBareSplitXattrs {
 		return nil, fmt.Errorf("write content: %w: %s is not supported for writing", ErrUnsupportedMode, r.mode)
@@ -109,6 +111,8 @@ func (r *Repo) BeginStage(ctx context.Context) (*Stage, error) {
 		known:      map[objectKey]struct{}{},
 		subdirs:    map[string]bool{},
 	}
+	// Before staging: a killed pull's directory frees its space first.
+	_, _ = r.ExpireTmp(ctx, false)
 	if err := s.makeDir(ctx); err != nil {
 		unlockRepo()
 		return nil, err
@@ -117,13 +121,15 @@ func (r *Repo) BeginStage(ctx context.Context) (*Stage, error) {
 }
 
 // makeDir creates and locks tmp/staging-<boot id>-<6 random characters>,
-// libostree's naming, so its tmp cleanup recognises the directory.
+// libostree's naming, so its tmp cleanup recognises the directory. The lock
+// comes first: ExpireTmp removes any staging directory whose lock it can
+// take, so the directory must never exist unlocked while it is ours.
 func (s *Stage) makeDir(ctx context.Context) error {
 	tmp := filepath.Join(s.repo.path, "tmp")
 	if err := mkdirAll(tmp); err != nil {
 		return err
 	}
-	prefix := "staging-" + bootID() + "-"
+	prefix := stagingPrefix + bootID() + "-"
 	const letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 	for attempt := 0; ; attempt++ {
 		var suffix [6]byte
@@ -131,19 +137,22 @@ func (s *Stage) makeDir(ctx context.Context) error {
 			suffix[i] = letters[rand.IntN(len(letters))]
 		}
 		dir := filepath.Join(tmp, prefix+string(suffix[:]))
-		err := os.Mkdir(dir, 0o775)
+		unlock, err := lockFile(ctx, dir+"-lock", LockExclusive, 0)
+		if errors.Is(err, ErrLockTimeout) && attempt < 100 {
+			continue // another process's staging directory
+		}
+		if err != nil {
+			return fmt.Errorf("lock staging directory: %w", err)
+		}
+		err = os.Mkdir(dir, 0o775)
 		if errors.Is(err, fs.ErrExist) && attempt < 100 {
+			unlock() // an abandoned directory: ExpireTmp's to remove
 			continue
 		}
 		if err != nil {
+			os.Remove(dir + "-lock")
+			unlock()
 			return writeError("create staging directory", dir, err)
-		}
-		// A fresh lock file: the first attempt succeeds unless something
-		// else raced us for this name, which then owns the directory.
-		unlock, err := lockFile(ctx, dir+"-lock", LockExclusive, 0)
-		if err != nil {
-			os.Remove(dir)
-			return fmt.Errorf("lock staging directory: %w", err)
 		}
 		s.dir, s.unlockDir = dir, unlock
 		return nil
@@ -234,8 +243,11 @@ func (s *Stage) WriteContent(ctx context.Context, meta FileMeta, size int64, con
 }
 
 // writeSmallContent reads the content into memory first, so an object
-// already present costs no file at all and a new one is written under its
-// staged name directly. sum has consumed the header.
+// already present costs no file at all. A new one is written to a
+// temporary name and then renamed to its staged one: libostree reuses an
+// abandoned staging directory of the current boot and moves whatever it
+// holds under staged names into objects/, so a process killed mid-write
+// must leave nothing there but whole objects. sum has consumed the header.
 func (s *Stage) writeSmallContent(key objectKey, meta FileMeta, size int64, content io.Reader, sum hash.Hash) (bool, error) {
 	if s.small == nil {
 		s.small = bytes.NewBuffer(make([]byte, 0, smallContentSize))
@@ -252,9 +264,13 @@ func (s *Stage) writeSmallContent(key objectKey, meta FileMeta, size int64, cont
 	if err := s.makeSubdir(key); err != nil {
 		return false, err
 	}
-	p := s.stagedPath(key)
-	if err := s.writeContentFile(p, meta, size, bytes.NewReader(s.small.Bytes()), io.Discard); err != nil {
-		os.Remove(p)
+	tmp := s.tempName()
+	err := s.writeContentFile(tmp, meta, size, bytes.NewReader(s.small.Bytes()), io.Discard)
+	if err == nil {
+		err = s.stage(tmp, key)
+	}
+	if err != nil {
+		os.Remove(tmp)
 		return false, err
 	}
 	s.added(key)
@@ -488,10 +504,7 @@ func (s *Stage) place(tmp string, k objectKey) (bool, error) {
 		err = s.makeSubdir(k)
 	}
 	if err == nil && !present {
-		// unix.Rename, not os.Rename, which first stats the target.
-		if err = unix.Rename(tmp, s.stagedPath(k)); err != nil {
-			err = writeError("stage", tmp, err)
-		}
+		err = s.stage(tmp, k)
 	}
 	if err != nil || present {
 		os.Remove(tmp)
@@ -499,6 +512,15 @@ func (s *Stage) place(tmp string, k objectKey) (bool, error) {
 	}
 	s.added(k)
 	return true, nil
+}
+
+// stage renames the finished temporary file tmp to k's staged name.
+func (s *Stage) stage(tmp string, k objectKey) error {
+	// unix.Rename, not os.Rename, which first stats the target.
+	if err := unix.Rename(tmp, s.stagedPath(k)); err != nil {
+		return writeError("stage", tmp, err)
+	}
+	return nil
 }
 
 // makeSubdir makes the staging subdirectory an object goes in.

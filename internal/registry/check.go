@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 
@@ -54,7 +55,7 @@ func (c *Client) Check(ctx context.Context, ref types.ImageReference) (*Check, e
 	}
 	sess, err := newSession(c.sys, ref.DockerReference())
 	if err != nil {
-		return nil, fmt.Errorf("checking %s: %w", ch.name, err)
+		return nil, err
 	}
 	ch.sess = sess
 	if ch.top != "" {
@@ -66,7 +67,7 @@ func (c *Client) Check(ctx context.Context, ref types.ImageReference) (*Check, e
 	})
 	if err != nil {
 		sess.close()
-		return nil, classify(err, "HEAD manifest "+ch.name)
+		return nil, classify(err, "HEAD manifest")
 	}
 	return ch, nil
 }
@@ -105,11 +106,7 @@ func (ch *Check) Image(ctx context.Context) (*Image, error) {
 	if ch.local != nil {
 		return ch.local.Image(ctx)
 	}
-	name := ch.name
-	if PinnedDigest(ch.ref) == "" {
-		name += "@" + ch.top.String()
-	}
-	f := &sessionFetcher{c: ch.c, sess: ch.sess, name: name}
+	f := &sessionFetcher{c: ch.c, sess: ch.sess}
 	var data []byte
 	var mt string
 	fetch := func(e *endpoint) (err error) {
@@ -128,7 +125,10 @@ func (ch *Check) Image(ctx context.Context) (*Image, error) {
 		}
 	}
 	if err != nil {
-		return nil, classify(err, "GET manifest "+name)
+		if errors.Is(err, ErrDigestMismatch) {
+			return nil, err // it names the digest wanted
+		}
+		return nil, classify(err, "GET manifest "+ch.top.String())
 	}
 	return readImage(ctx, ch.c, f, ch.name, ch.top, data, mt)
 }
@@ -166,19 +166,18 @@ func (ch *Check) Close() error {
 type sessionFetcher struct {
 	c    *Client
 	sess *session
-	name string
 }
 
 func (f *sessionFetcher) manifest(ctx context.Context, d digest.Digest) ([]byte, string, error) {
 	data, mt, err := f.sess.chosen.getManifest(ctx, d, f.c.maxManifest)
 	if err != nil {
-		return nil, "", classify(err, "GET manifest "+f.name+" instance "+d.String())
+		return nil, "", classify(err, "GET manifest "+d.String())
 	}
 	return data, mt, nil
 }
 
 func (f *sessionFetcher) blob(ctx context.Context, desc imgspecv1.Descriptor, kind string) (io.ReadCloser, error) {
-	what := fmt.Sprintf("GET %s %s %s", kind, f.name, desc.Digest)
+	what := fmt.Sprintf("GET %s %s", kind, desc.Digest)
 	if err := checkDescriptor(desc, kind); err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}

@@ -23,7 +23,7 @@ func (c *Client) checkConfig(ref types.ImageReference) error {
 		return wrapf(ErrConfig, err, "registries.d")
 	}
 	if _, err := config.GetCredentialsForRef(c.sys, ref.DockerReference()); err != nil {
-		return wrapf(ErrConfig, err, "credentials for %s", ref.DockerReference().Name())
+		return wrapf(ErrConfig, err, "credentials")
 	}
 	return nil
 }

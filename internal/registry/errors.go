@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"net/http"
 	"net/url"
 	"reflect"
 	"strings"
@@ -94,8 +95,9 @@ func wrapf(sentinel, cause error, format string, args ...any) error {
 
 // classify maps an error from containers/image (or the network below it) to
 // our sentinels, keeping err wrapped. It is the only place that knows how
-// containers/image reports registry failures. what names the operation, e.g.
-// "HEAD manifest docker://host/repo:tag".
+// containers/image reports registry failures. what names the request, e.g.
+// "HEAD manifest"; the caller names the image. The message gives err's
+// cause alone (see causeText).
 func classify(err error, what string) error {
 	if err == nil {
 		return nil
@@ -105,10 +107,54 @@ func classify(err error, what string) error {
 		// *url.Error: add the operation only.
 		return fmt.Errorf("%s: %w", what, err)
 	}
+	cause := &causeError{text: causeText(err), err: err}
 	if sentinel := sentinelFor(err); sentinel != nil {
-		return wrapf(sentinel, err, "%s", what)
+		return wrapf(sentinel, cause, "%s", what)
 	}
-	return fmt.Errorf("%s: %w", what, err)
+	return fmt.Errorf("%s: %w", what, cause)
+}
+
+// causeError is err under a shorter message.
+type causeError struct {
+	text string
+	err  error
+}
+
+func (e *causeError) Error() string { return e.text }
+func (e *causeError) Unwrap() error { return e.err }
+
+// causeText is what a message needs of an error from containers/image:
+// the registry's own words, the HTTP status, or the network's or TLS's
+// error. containers/image wraps them in descriptions of the request
+// ("reading manifest TAG in HOST/REPO", "pinging container registry
+// HOST") that repeat the image and digest the message names already.
+func causeText(err error) string {
+	var coder errcode.ErrorCoder
+	if errors.As(err, &coder) {
+		if e, ok := coder.(errcode.Error); ok && e.Message != "" {
+			return e.Message
+		}
+		return coder.ErrorCode().Message()
+	}
+	if e, ok := errors.AsType[*tls.CertificateVerificationError](err); ok {
+		return e.Error()
+	}
+	if e, ok := errors.AsType[*net.OpError](err); ok {
+		return e.Error()
+	}
+	if e, ok := errors.AsType[*net.DNSError](err); ok {
+		return e.Error()
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "timed out"
+	}
+	if status := httpStatus(err); status != 0 {
+		return fmt.Sprintf("HTTP status %d %s", status, http.StatusText(status))
+	}
+	if e, ok := errors.AsType[*url.Error](err); ok {
+		return e.Error()
+	}
+	return err.Error()
 }
 
 // sentinels lists every sentinel of this package.

@@ -100,3 +100,35 @@ func TestClassify(t *testing.T) {
 		t.Error("classify(nil) is not nil")
 	}
 }
+
+// TestClassifyMessage: a classified error's message is the sentinel, the
+// request and the cause alone; containers/image's descriptions of the
+// request, which repeat the image and digest, are left out (and stay
+// wrapped).
+func TestClassifyMessage(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5000}, Err: syscall.ECONNREFUSED}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"refused", fmt.Errorf("pinging container registry h: %w", &url.Error{Op: "Get", URL: "http://h/v2/", Err: refused}),
+			"registry: unavailable: HEAD manifest: dial tcp 127.0.0.1:5000: connection refused"},
+		{"registry's words", bodyErr(t, "MANIFEST_UNKNOWN"), "registry: manifest unknown: HEAD manifest: m"},
+		{"status only", fmt.Errorf("reading digest t in h/r: %w", &statusErr{404}),
+			"registry: manifest unknown: HEAD manifest: HTTP status 404 Not Found"},
+		{"deadline", fmt.Errorf("getting digest t in h/r: %w", context.DeadlineExceeded),
+			"registry: unavailable: HEAD manifest: timed out"},
+		{"unclassified", errors.New("something else"), "HEAD manifest: something else"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := classify(tc.err, "HEAD manifest")
+			if got.Error() != tc.want {
+				t.Errorf("message %q, want %q", got, tc.want)
+			}
+			if !errors.Is(got, tc.err) {
+				t.Errorf("%v does not wrap %v", got, tc.err)
+			}
+		})
+	}
+}

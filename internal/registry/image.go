@@ -27,7 +27,7 @@ type fetcher interface {
 func readImage(ctx context.Context, c *Client, f fetcher, name string, top digest.Digest, topData []byte, topType string) (*Image, error) {
 	parsed, err := parseManifest(topData, topType)
 	if err != nil {
-		return nil, fmt.Errorf("%s@%s: %w", name, top, err)
+		return nil, fmt.Errorf("manifest %s: %w", top, err)
 	}
 	img := &Image{
 		Reference: name,
@@ -38,20 +38,20 @@ func readImage(ctx context.Context, c *Client, f fetcher, name string, top diges
 	var entry *imgspecv1.Descriptor
 	if parsed.isIndex() {
 		if entry, err = c.chooseInstance(topData, parsed); err != nil {
-			return nil, fmt.Errorf("%s@%s: %w", name, top, err)
+			return nil, fmt.Errorf("index %s: %w", top, err)
 		}
-		if img.Manifest, parsed, err = c.fetchInstance(ctx, f, name, *entry); err != nil {
+		if img.Manifest, parsed, err = c.fetchInstance(ctx, f, *entry); err != nil {
 			return nil, err
 		}
 		img.ManifestDigest, img.ManifestMediaType = entry.Digest, parsed.mediaType
 	}
 	img.Layers = parsed.layers
 	img.ConfigDigest = parsed.config.Digest
-	if img.Config, err = c.fetchConfig(ctx, f, name, parsed.config); err != nil {
+	if img.Config, err = c.fetchConfig(ctx, f, parsed.config); err != nil {
 		return nil, err
 	}
 	if img.Platform, err = parseConfig(img.Config); err != nil {
-		return nil, fmt.Errorf("%s config %s: %w", name, img.ConfigDigest, err)
+		return nil, fmt.Errorf("config %s: %w", img.ConfigDigest, err)
 	}
 	if entry != nil && entry.Platform != nil {
 		img.Platform = *entry.Platform
@@ -79,8 +79,8 @@ func (c *Client) chooseInstance(data []byte, index *parsedManifest) (*imgspecv1.
 
 // fetchInstance fetches the index entry's manifest and checks it against
 // the entry's digest, size and media type.
-func (c *Client) fetchInstance(ctx context.Context, f fetcher, name string, entry imgspecv1.Descriptor) ([]byte, *parsedManifest, error) {
-	what := name + "@" + entry.Digest.String()
+func (c *Client) fetchInstance(ctx context.Context, f fetcher, entry imgspecv1.Descriptor) ([]byte, *parsedManifest, error) {
+	what := "manifest " + entry.Digest.String()
 	if entry.Size > c.maxManifest {
 		return nil, nil, wrapf(ErrTooLarge, nil, "index entry %s: %d bytes, cap %d", what, entry.Size, c.maxManifest)
 	}
@@ -106,9 +106,9 @@ func (c *Client) fetchInstance(ctx context.Context, f fetcher, name string, entr
 
 // fetchConfig reads the config blob whole, after checking its declared size
 // against the cap; the verifying reader bounds what is read to that size.
-func (c *Client) fetchConfig(ctx context.Context, f fetcher, name string, desc imgspecv1.Descriptor) ([]byte, error) {
+func (c *Client) fetchConfig(ctx context.Context, f fetcher, desc imgspecv1.Descriptor) ([]byte, error) {
 	if desc.Size > c.maxConfig {
-		return nil, wrapf(ErrTooLarge, nil, "config %s of %s: descriptor says %d bytes, cap %d", desc.Digest, name, desc.Size, c.maxConfig)
+		return nil, wrapf(ErrTooLarge, nil, "config %s: descriptor says %d bytes, cap %d", desc.Digest, desc.Size, c.maxConfig)
 	}
 	rc, err := f.blob(ctx, desc, "config")
 	if err != nil {

@@ -35,10 +35,10 @@ import (
 
 // readManifest reads the manifest instance (nil: the top-level one, which
 // for a layout is top) through src, within the manifest cap.
-func (c *Client) readManifest(ctx context.Context, src types.ImageSource, top *imgspecv1.Descriptor, instance *digest.Digest, name string) ([]byte, string, error) {
-	what := "GET manifest " + name
+func (c *Client) readManifest(ctx context.Context, src types.ImageSource, top *imgspecv1.Descriptor, instance *digest.Digest) ([]byte, string, error) {
+	what := "reading the manifest"
 	if instance != nil {
-		what += "@" + instance.String()
+		what += " " + instance.String()
 	}
 	ref := src.Reference()
 	switch ref.Transport().Name() {

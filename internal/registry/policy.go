@@ -40,7 +40,7 @@ func (s *Source) CheckPolicy(ctx context.Context, img *Image, policyPath string)
 	if err := img.ManifestDigest.Validate(); err != nil {
 		return Verdict{}, wrapf(ErrMalformed, err, "manifest digest %q", img.ManifestDigest)
 	}
-	if err := verifyBlob(img.Manifest, img.ManifestDigest, -1, "manifest of "+s.name); err != nil {
+	if err := verifyBlob(img.Manifest, img.ManifestDigest, -1, "manifest"); err != nil {
 		return Verdict{}, err
 	}
 	policy, err := s.c.loadPolicy(policyPath)
@@ -74,7 +74,7 @@ func (s *Source) CheckPolicy(ctx context.Context, img *Image, policyPath string)
 	case isRejection(err):
 		return Verdict{Reason: err.Error()}, nil
 	}
-	return Verdict{}, classify(err, fmt.Sprintf("evaluating the signature policy for %s@%s", s.name, img.ManifestDigest))
+	return Verdict{}, classify(err, "evaluating the signature policy")
 }
 
 // isRejection tells a rejection from a failure to evaluate. containers/image

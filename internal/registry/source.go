@@ -55,13 +55,13 @@ func (c *Client) Open(ctx context.Context, ref types.ImageReference, top digest.
 	}
 	src, err := c.open(ctx, ref, top)
 	if err != nil {
-		return nil, classify(err, "opening "+name)
+		return nil, classify(err, "opening the image")
 	}
 	// containers/image read the top-level manifest while opening a
 	// docker:// source and serves it from memory here.
-	data, mt, err := c.readManifest(ctx, src, layoutTop, nil, name)
+	data, mt, err := c.readManifest(ctx, src, layoutTop, nil)
 	if err == nil && top != "" {
-		err = verifyBlob(data, top, -1, "manifest of "+name)
+		err = verifyBlob(data, top, -1, "manifest")
 	}
 	if err != nil {
 		src.Close()
@@ -116,7 +116,7 @@ func (s *Source) Image(ctx context.Context) (*Image, error) {
 
 // manifest reads the manifest d through the source, within the cap.
 func (s *Source) manifest(ctx context.Context, d digest.Digest) ([]byte, string, error) {
-	return s.c.readManifest(ctx, s.src, s.layoutTop, &d, s.name)
+	return s.c.readManifest(ctx, s.src, s.layoutTop, &d)
 }
 
 // Layer streams the blob desc names (a layer descriptor of Image().Layers)
@@ -135,7 +135,7 @@ func (s *Source) Layer(ctx context.Context, desc imgspecv1.Descriptor) (io.ReadC
 
 // blob opens a verifying reader of the blob desc names.
 func (s *Source) blob(ctx context.Context, desc imgspecv1.Descriptor, kind string) (io.ReadCloser, error) {
-	what := fmt.Sprintf("GET %s %s %s", kind, s.name, desc.Digest)
+	what := "GET " + kind
 	if err := checkDescriptor(desc, kind); err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
