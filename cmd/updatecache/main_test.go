@@ -380,3 +380,21 @@ func TestProductBinaryHasNoTestCode(t *testing.T) {
 	}
 	assert.Contains(t, deps("demo"), "github.com/osimage/updatecache/updatecachetest", "the demo build links the test kit")
 }
+
+// TestPullMaxLayerSize: --max-layer-size caps each layer's uncompressed
+// size; a malformed size is a usage error.
+func TestPullMaxLayerSize(t *testing.T) {
+	e := newCLIEnv(t)
+	e.push(e.image("2"))
+	pull := func(size string) (int, string) {
+		code, _, stderr := e.run(append([]string{"pull", "--max-layer-size", size}, append(e.netArgs(), e.ref)...)...)
+		return code, stderr
+	}
+	code, stderr := pull("lots")
+	assert.Equal(t, 2, code, stderr)
+	code, stderr = pull("1KiB") // every layer's tar is at least 2 KiB
+	assert.Equal(t, 1, code, stderr)
+	assert.Contains(t, stderr, "over the size cap")
+	code, stderr = pull("64MiB")
+	assert.Equal(t, 0, code, stderr)
+}

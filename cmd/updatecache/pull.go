@@ -13,6 +13,8 @@ import (
 	"github.com/vbauerster/mpb/v8/decor"
 	"golang.org/x/term"
 
+	units "github.com/docker/go-units"
+
 	"github.com/osimage/updatecache"
 )
 
@@ -22,6 +24,7 @@ type pullFlags struct {
 	jobs         int
 	progressFD   int
 	allowMetered bool
+	maxLayerSize string
 	image        imageFlag
 	unchanged    unchangedFlag
 }
@@ -52,6 +55,7 @@ bootc's protocol (progress-v0) to the inherited file descriptor N.`,
 	f.IntVar(&pf.jobs, "jobs", updatecache.DefaultConcurrency, "layers to download at once (1 or more)")
 	f.IntVar(&pf.progressFD, "progress-fd", -1, "write progress as JSON Lines (bootc's progress-v0) to file descriptor `N`")
 	f.BoolVar(&pf.allowMetered, "allow-metered", false, "pull even on a metered connection")
+	f.StringVar(&pf.maxLayerSize, "max-layer-size", "", "refuse a layer larger than `SIZE` uncompressed, e.g. 64MiB (default 32GiB)")
 	return cmd
 }
 
@@ -62,6 +66,12 @@ func runPull(cmd *cobra.Command, g *globalFlags, n *networkFlags, pf *pullFlags,
 	}
 	if pf.jobs < 1 {
 		return usageError{fmt.Errorf("--jobs %d: want 1 or more", pf.jobs)}
+	}
+	var maxLayerSize int64
+	if pf.maxLayerSize != "" {
+		if maxLayerSize, err = units.RAMInBytes(pf.maxLayerSize); err != nil || maxLayerSize < 1 {
+			return usageError{fmt.Errorf("--max-layer-size %q: want a size such as 64MiB or 2GiB", pf.maxLayerSize)}
+		}
 	}
 	var progressFile *os.File
 	if cmd.Flags().Changed("progress-fd") {
@@ -88,7 +98,7 @@ func runPull(cmd *cobra.Command, g *globalFlags, n *networkFlags, pf *pullFlags,
 		return err
 	}
 
-	opts := updatecache.PullOptions{RegistryOptions: regOpts, Concurrency: pf.jobs}
+	opts := updatecache.PullOptions{RegistryOptions: regOpts, Concurrency: pf.jobs, MaxLayerSize: maxLayerSize}
 	out := cmd.OutOrStdout()
 	var sinks []func(updatecache.Progress)
 	var bars *progressBars
