@@ -36,6 +36,32 @@ var (
 	// ErrDigestMismatch: the compressed blob or the uncompressed tar does
 	// not hash to the expected digest, or has the wrong size.
 	ErrDigestMismatch = errors.New("importer: layer digest mismatch")
+
+	// Errors of encapsulated images (ImportCommitLayer,
+	// ImportObjectSetLayer, VerifyLayerCommit).
+
+	// ErrInvalidObject: an entry naming an OSTree object is malformed: a
+	// bad object path, the wrong entry type, bytes that do not decode or
+	// exceed the size cap, xattrs missing or naming another object.
+	ErrInvalidObject = errors.New("importer: invalid object in layer")
+	// ErrObjectChecksum: an object does not hash to the checksum its entry
+	// names.
+	ErrObjectChecksum = errors.New("importer: object does not match its checksum")
+	// ErrCommitMismatch: the commit layer holds (or a blob ref names)
+	// another commit than the image's ostree.commit label.
+	ErrCommitMismatch = errors.New("importer: commit is not the image's")
+	// ErrUnexpectedObject: an object where it does not belong: anything
+	// before the commit in the commit layer, a second commit, a
+	// .commitmeta not right after its commit, a metadata object in a chunk
+	// layer, an object kind the format does not use.
+	ErrUnexpectedObject = errors.New("importer: unexpected object in layer")
+	// ErrIncompleteCommit: an object the commit reaches is in neither the
+	// layer nor the repository (chunk layers are imported before the
+	// commit layer).
+	ErrIncompleteCommit = errors.New("importer: commit is incomplete")
+	// ErrLayerCommitKind: an existing layer commit is not what importing
+	// its kind of layer makes (VerifyLayerCommit).
+	ErrLayerCommitKind = errors.New("importer: layer commit does not match its layer's kind")
 )
 
 // EntryError is an error about one tar entry. It unwraps to the cause,

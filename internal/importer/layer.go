@@ -2,7 +2,6 @@ package importer
 
 import (
 	"archive/tar"
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -128,36 +127,11 @@ type LayerResult struct {
 //   - Sparse files are refused (ErrInvalidEntry): their holes could expand
 //     a small layer without bound, and image tools do not write them.
 func ImportLayer(ctx context.Context, repo *ostree.Repo, r io.Reader, opts LayerOptions) (*LayerResult, error) {
-	blobDigest, err := parseDigest("digest", opts.Digest)
+	ls, err := openLayer(r, Blob{MediaType: opts.MediaType, Digest: opts.Digest, DiffID: opts.DiffID, Size: opts.Size})
 	if err != nil {
 		return nil, err
 	}
-	diffID, err := parseDigest("diff_id", opts.DiffID)
-	if err != nil {
-		return nil, err
-	}
-	ref, err := ostree.BlobRefName(opts.Digest)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
-	}
-	compression, err := compressionOf(opts.MediaType)
-	if err != nil {
-		return nil, err
-	}
-
-	blob := &blobReader{r: r, size: max(opts.Size, 0)}
-	blobHash := blobDigest.Algorithm().Hash()
-	// Buffered after the hash so the decompressor's small reads do not
-	// reach r or the hash one by one.
-	compressed := bufio.NewReaderSize(io.TeeReader(blob, blobHash), 256<<10)
-	plain, closeDecompressor, err := decompress(compression, compressed)
-	if err != nil {
-		return nil, err
-	}
-	defer closeDecompressor()
-	tarStream := &countingReader{r: plain}
-	tarHash := diffID.Algorithm().Hash()
-	tarReader := io.TeeReader(tarStream, tarHash)
+	defer ls.close()
 
 	st, err := repo.BeginStage(ctx)
 	if err != nil {
@@ -170,24 +144,10 @@ func ImportLayer(ctx context.Context, repo *ostree.Repo, r io.Reader, opts Layer
 		filter:   pathFilter{keepVar: opts.KeepVar, allowNonUsr: opts.AllowNonUsr},
 		filtered: map[string]uint32{},
 	}
-	if err := li.readTar(ctx, tar.NewReader(tarReader)); err != nil {
+	if err := li.readTar(ctx, tar.NewReader(ls)); err != nil {
 		return nil, err
 	}
-	// The tar's end-of-archive blocks and any padding after them, then
-	// anything after the compressed stream, belong to the digests too.
-	if _, err := io.Copy(io.Discard, tarReader); err != nil {
-		return nil, streamError(fmt.Errorf("after the archive: %w", err))
-	}
-	if _, err := io.Copy(io.Discard, compressed); err != nil {
-		return nil, err
-	}
-	if err := checkDigest("diff_id", diffID, tarHash); err != nil {
-		return nil, err
-	}
-	if opts.Size > 0 && blob.n != opts.Size {
-		return nil, &DigestError{What: "size", Expected: fmt.Sprint(opts.Size), Actual: fmt.Sprint(blob.n)}
-	}
-	if err := checkDigest("digest", blobDigest, blobHash); err != nil {
+	if err := ls.verify(); err != nil {
 		return nil, err
 	}
 
@@ -207,16 +167,16 @@ func ImportLayer(ctx context.Context, repo *ostree.Repo, r io.Reader, opts Layer
 	if err != nil {
 		return nil, err
 	}
-	if err := repo.SetRef(ctx, ref, commit); err != nil {
+	if err := repo.SetRef(ctx, ls.ref, commit); err != nil {
 		return nil, err
 	}
 	return &LayerResult{
 		Commit:   commit,
-		Ref:      ref,
+		Ref:      ls.ref,
 		Filtered: li.filtered,
 		Special:  li.special,
-		Size:     blob.n,
-		TarSize:  tarStream.n,
+		Size:     ls.blob.n,
+		TarSize:  ls.tar.n,
 		Objects:  st.Stats(),
 	}, nil
 }

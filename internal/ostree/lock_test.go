@@ -138,27 +138,8 @@ print('locked', flush=True)
 sys.stdin.read()
 `
 
-// systemPython is the interpreter Debian's python3-gi belongs to (a python3
-// earlier in PATH, e.g. pyenv's, does not see it).
-const systemPython = "/usr/bin/python3"
-
-// needLibostreePython skips (fails when tools are required) unless the
-// system python3 can load libostree's bindings (Debian: python3-gi,
-// gir1.2-ostree-1.0).
-func needLibostreePython(t *testing.T) {
-	t.Helper()
-	out, err := exec.Command(systemPython, "-c", "import gi; gi.require_version('OSTree', '1.0'); from gi.repository import OSTree").CombinedOutput()
-	if err != nil {
-		msg := systemPython + " cannot load libostree's bindings (install the Debian packages python3-gi gir1.2-ostree-1.0): " + err.Error() + " " + strings.TrimSpace(string(out))
-		if testtool.Required() {
-			t.Fatal(msg)
-		}
-		t.Skip("skipping: " + msg)
-	}
-}
-
 func TestLibostreeLocksFromOutside(t *testing.T) {
-	needLibostreePython(t)
+	python := testtool.LibostreePython(t)
 	for _, tc := range []struct {
 		theirs      string
 		sharedOK    bool
@@ -170,7 +151,7 @@ func TestLibostreeLocksFromOutside(t *testing.T) {
 		t.Run(tc.theirs, func(t *testing.T) {
 			r := ostreeRepo(t)
 			r.lockTimeout = 200 * time.Millisecond
-			cmd := exec.Command(systemPython, "-c", libostreeLockScript, r.Path(), tc.theirs)
+			cmd := exec.Command(python, "-c", libostreeLockScript, r.Path(), tc.theirs)
 			stdin, err := cmd.StdinPipe()
 			if err != nil {
 				t.Fatal(err)

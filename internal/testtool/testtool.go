@@ -8,6 +8,7 @@ package testtool
 import (
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 )
 
@@ -57,4 +58,25 @@ func RunOstree(t testing.TB, args ...string) string {
 func OstreeCommand(t testing.TB, args ...string) *exec.Cmd {
 	t.Helper()
 	return exec.Command(Ostree(t), args...)
+}
+
+// SystemPython is the interpreter Debian's python3-gi belongs to (a
+// python3 earlier in PATH, e.g. pyenv's, does not see it).
+const SystemPython = "/usr/bin/python3"
+
+// LibostreePython returns SystemPython, or skips (fails, when Required)
+// the test unless it can load libostree's GObject bindings (Debian:
+// python3-gi, gir1.2-ostree-1.0), the second oracle next to the ostree
+// tool: scripts call libostree's own functions.
+func LibostreePython(t testing.TB) string {
+	t.Helper()
+	out, err := exec.Command(SystemPython, "-c", "import gi; gi.require_version('OSTree', '1.0'); from gi.repository import OSTree").CombinedOutput()
+	if err != nil {
+		msg := SystemPython + " cannot load libostree's bindings (install the Debian packages python3-gi gir1.2-ostree-1.0): " + err.Error() + " " + strings.TrimSpace(string(out))
+		if Required() {
+			t.Fatal(msg)
+		}
+		t.Skip("skipping: " + msg)
+	}
+	return SystemPython
 }
