@@ -89,16 +89,23 @@ func importObjects(ctx context.Context, repo *ostree.Repo, r io.Reader, b Blob, 
 		return nil, err
 	}
 	defer st.Close()
-	oi := &objectImport{ctx: ctx, stage: st, commit: commit, xattrSets: map[string][]ostree.Xattr{}}
+	w := newStageWriter(ctx, st)
+	defer w.wait()
+	oi := &objectImport{ctx: ctx, writer: w, commit: commit, xattrSets: map[string][]ostree.Xattr{}}
 	if commit == "" {
 		oi.objectSet = map[string]bool{}
 	}
-	if err := oi.readTar(tar.NewReader(ls)); err != nil {
+	err = oi.readTar(tar.NewReader(ls))
+	if werr := w.wait(); err == nil {
+		err = werr
+	}
+	if err != nil {
 		return nil, err
 	}
 	if err := ls.verify(); err != nil {
 		return nil, err
 	}
+	oi.stage = st
 	var result string
 	if commit != "" {
 		result, err = oi.finishCommit(repo)
@@ -116,8 +123,11 @@ func importObjects(ctx context.Context, repo *ostree.Repo, r io.Reader, b Blob, 
 
 // objectImport is the state of an encapsulated layer's import.
 type objectImport struct {
-	ctx   context.Context
-	stage *ostree.Stage
+	ctx context.Context
+	// writer writes the objects while the layer is read; stage is set
+	// once it is done.
+	writer *stageWriter
+	stage  *ostree.Stage
 
 	// commit is the expected commit in the commit layer, "" in a chunk.
 	commit      string
@@ -164,6 +174,10 @@ func (oi *objectImport) readTar(tr *tar.Reader) error {
 		if err := oi.entry(hdr, tr); err != nil {
 			if errors.Is(err, io.ErrUnexpectedEOF) {
 				err = streamError(err)
+			}
+			var ee *EntryError
+			if errors.As(err, &ee) {
+				return err // the writer's, about an earlier entry
 			}
 			return &EntryError{Name: hdr.Name, Err: err}
 		}
@@ -315,7 +329,7 @@ func (oi *objectImport) readCommitMeta(hdr *tar.Header, r io.Reader, checksum st
 	return nil
 }
 
-// writeMetadata stages a dirtree or dirmeta object.
+// writeMetadata queues a dirtree or dirmeta object, checked here.
 func (oi *objectImport) writeMetadata(hdr *tar.Header, r io.Reader, checksum string, t ostree.ObjectType) error {
 	data, err := readRegular(hdr, r, maxMetadataEntry)
 	if err != nil {
@@ -324,13 +338,7 @@ func (oi *objectImport) writeMetadata(hdr *tar.Header, r io.Reader, checksum str
 	if err := checkSum(data, checksum); err != nil {
 		return err
 	}
-	if _, err := oi.stage.WriteMetadata(oi.ctx, t, data); err != nil {
-		if errors.Is(err, ostree.ErrCorrupt) {
-			return fmt.Errorf("%w: %w", ErrInvalidObject, err)
-		}
-		return err
-	}
-	return nil
+	return oi.writer.queue(&writeJob{name: hdr.Name, checksum: checksum, t: t, data: data})
 }
 
 // readXattrs reads and decodes an xattr set entry.
@@ -406,7 +414,7 @@ func xattrSetOf(target string) (string, error) {
 	return "", fmt.Errorf("%w: xattrs link to %q, not a .file-xattrs object", ErrInvalidObject, target)
 }
 
-// writeContent stages a content object with its pending xattrs.
+// writeContent queues a content object with its pending xattrs.
 func (oi *objectImport) writeContent(hdr *tar.Header, r io.Reader, checksum string) error {
 	pending := oi.pending
 	oi.pending = nil
@@ -436,21 +444,19 @@ func (oi *objectImport) writeContent(hdr *tar.Header, r io.Reader, checksum stri
 		// As libostree's write_symlink: a symlink is 0777 whatever the tar says.
 		meta.Mode = ostree.ModeSymlink | 0o777
 		meta.Symlink = hdr.Linkname
-		r = nil
 	default:
 		return fmt.Errorf("%w: content object of entry type %q", ErrInvalidObject, hdr.Typeflag)
 	}
-	sum, err := oi.stage.WriteContent(oi.ctx, meta, size, r)
-	if errors.Is(err, ostree.ErrInvalidContent) && !errors.Is(err, io.ErrUnexpectedEOF) {
-		return fmt.Errorf("%w: %w", ErrInvalidObject, err)
+	job := &writeJob{name: hdr.Name, checksum: checksum, meta: meta, size: size}
+	if size > queuedObjectSize {
+		job.stream = r
+	} else if size > 0 {
+		job.data = make([]byte, size)
+		if _, err := io.ReadFull(r, job.data); err != nil {
+			return err
+		}
 	}
-	if err != nil {
-		return err
-	}
-	if sum != checksum {
-		return fmt.Errorf("%w: content has checksum %s", ErrObjectChecksum, sum)
-	}
-	return nil
+	return oi.writer.queue(job)
 }
 
 // finishCommit checks the commit is complete, moves the staged objects

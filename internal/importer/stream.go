@@ -63,14 +63,21 @@ func openLayer(r io.Reader, b Blob) (*layerStream, error) {
 	s := &layerStream{
 		blob:       &blobReader{r: r, size: max(b.Size, 0)},
 		blobDigest: blobDigest,
-		blobHash:   blobDigest.Algorithm().Hash(),
 		diffID:     diffID,
 		tarHash:    diffID.Algorithm().Hash(),
 		ref:        ref,
 	}
+	var blob io.Reader = s.blob
+	if compression == uncompressed && blobDigest.Algorithm() == diffID.Algorithm() {
+		// The blob is the tar: one hash serves both digests.
+		s.blobHash = s.tarHash
+	} else {
+		s.blobHash = blobDigest.Algorithm().Hash()
+		blob = io.TeeReader(s.blob, s.blobHash)
+	}
 	// Buffered after the hash so the decompressor's small reads do not
 	// reach r or the hash one by one.
-	s.compressed = bufio.NewReaderSize(io.TeeReader(s.blob, s.blobHash), 256<<10)
+	s.compressed = bufio.NewReaderSize(blob, 256<<10)
 	plain, release, err := decompress(compression, s.compressed)
 	if err != nil {
 		return nil, err
