@@ -3,14 +3,15 @@
 # updatecache's importer (chunk layers, commit layer, merge commit) and
 # copies the same commit between repositories of the same mode with
 # `ostree pull-local`, interleaved, and prints times, ratios and peak RSS.
-# pull-local is run three ways: --untrusted (reads and verifies every
-# object, as the import does), default with the source on another
-# filesystem (copies without verifying), and default on the same
-# filesystem (hard-links the objects: no copy at all).
+# pull-local runs four ways. Only --untrusted from a source on another
+# filesystem does the import's work (read, verify and write every
+# object); without --untrusted it does not verify, and from the same
+# filesystem it hard-links the objects instead of writing them (even
+# with --untrusted, which then verifies and links).
 #
 #   bench/encap.sh                        # 20000 small files + 3 x 32 MiB, bare-user, 5 runs
 #   MODE=archive FILES=5000 RUNS=3 bench/encap.sh
-#   FS=/mnt/scratch bench/encap.sh        # repositories on another filesystem
+#   FS=/mnt/scratch bench/encap.sh        # repositories there (OTHER_FS: the copy source, default /dev/shm)
 #
 # Run it on a filesystem with a journal: on ext4 without one, inode
 # allocation scans recently deleted inodes, and the figures then say more
@@ -71,28 +72,32 @@ ostree fsck --repo="$check/repo" >/dev/null
 rm -rf "$check"
 echo "import checked: commit $commit, ostree fsck clean"
 
+load=$(cut -d' ' -f1-3 /proc/loadavg)
 for _ in $(seq "$RUNS"); do
 	run import "$WORK/encapimport" -layout "$WORK/layout" -mode "$MODE" -repo
-	run untrusted "$WORK/pull.sh" "$WORK/src" --untrusted
+	run untrusted "$WORK/pull.sh" "$OTHER/src" --untrusted
 	run copying "$WORK/pull.sh" "$OTHER/src" ""
+	run verifylinking "$WORK/pull.sh" "$WORK/src" --untrusted
 	run linking "$WORK/pull.sh" "$WORK/src" ""
 done
 
 median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 printf '%-44s %10s %14s\n' "$RUNS runs each, interleaved" "median s" "peak RSS MiB"
-for name in import untrusted copying linking; do
+echo "load at the start: $load"
+for name in import untrusted copying verifylinking linking; do
 	s=$(cut -d' ' -f1 "$WORK/$name.times" | median)
 	kib=$(cut -d' ' -f2 "$WORK/$name.times" | sort -n | tail -1)
 	label=$(case $name in
 		import) echo "updatecache import (image -> $MODE)" ;;
-		untrusted) echo "ostree pull-local --untrusted" ;;
-		copying) echo "ostree pull-local (source elsewhere)" ;;
-		linking) echo "ostree pull-local (same fs: hard links)" ;;
+		untrusted) echo "pull-local --untrusted, other fs: copies" ;;
+		copying) echo "pull-local, other fs: copies, no verify" ;;
+		verifylinking) echo "pull-local --untrusted, same fs: links" ;;
+		linking) echo "pull-local, same fs: links, no verify" ;;
 	esac)
 	printf '%-44s %10.2f %14.1f\n' "$label" "$s" "$(awk -v k="$kib" 'BEGIN {print k / 1024}')"
 	echo "$s" >"$WORK/$name.median"
 done
-for name in untrusted copying linking; do
+for name in untrusted copying verifylinking linking; do
 	awk -v a="$(cat "$WORK/import.median")" -v b="$(cat "$WORK/$name.median")" -v n="$name" \
 		'BEGIN {printf "ratio import / pull-local %s: %.2f\n", n, a / b}'
 done

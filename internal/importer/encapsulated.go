@@ -236,6 +236,10 @@ func (oi *objectImport) entry(hdr *tar.Header, r io.Reader) error {
 	if err != nil || !ok {
 		return err
 	}
+	if isSparse(hdr) {
+		// Its holes could expand a small layer into a huge object.
+		return fmt.Errorf("%w: a sparse entry", ErrInvalidObject)
+	}
 	first, afterCommit := !oi.sawObject, oi.afterCommit
 	oi.sawObject, oi.afterCommit = true, false
 	if oi.objectSet == nil && first && kind != "commit" {
@@ -476,6 +480,11 @@ func (oi *objectImport) finishCommit(repo *ostree.Repo) (string, error) {
 		return "", err
 	}
 	if _, err := repo.WriteMetadataObject(oi.ctx, ostree.ObjectCommit, oi.commitData); err != nil {
+		return "", err
+	}
+	// A pull libostree left unfinished marked the commit partial; it is
+	// whole now, as ostree-ext declares once it has imported it.
+	if err := repo.MarkCommitComplete(oi.commit); err != nil {
 		return "", err
 	}
 	if oi.hasMeta {

@@ -21,10 +21,12 @@ import (
 	"github.com/osimage/updatecache/updatecachetest"
 )
 
-// rawEntry is a tar entry with its content, for editing layers.
+// rawEntry is a tar entry with its content, for editing layers; pax, if
+// set, are PAX records written as they are ahead of it.
 type rawEntry struct {
 	hdr  *tar.Header
 	data []byte
+	pax  [][2]string
 }
 
 func readEntries(t *testing.T, data []byte) []rawEntry {
@@ -43,7 +45,7 @@ func readEntries(t *testing.T, data []byte) []rawEntry {
 		if err != nil {
 			t.Fatal(err)
 		}
-		es = append(es, rawEntry{hdr, body})
+		es = append(es, rawEntry{hdr: hdr, data: body})
 	}
 }
 
@@ -58,6 +60,10 @@ func rewriteLayer(t *testing.T, data []byte, edit func([]rawEntry) []rawEntry) [
 		h.Format, h.Size = tar.FormatUnknown, int64(len(e.data))
 		if h.Typeflag != tar.TypeReg {
 			h.Size = 0
+		}
+		if e.pax != nil {
+			tw.Flush()
+			buf.Write(paxHeader(t, e.pax))
 		}
 		if err := tw.WriteHeader(&h); err != nil {
 			t.Fatalf("%s: %v", h.Name, err)
@@ -201,23 +207,32 @@ func TestEncapsulatedHostile(t *testing.T) {
 				return es
 			}, want: ErrInvalidObject},
 			{name: "escaping checkout path", edit: func(es []rawEntry) []rawEntry {
-				return append(es, rawEntry{&tar.Header{Name: "usr/../../etc/passwd", Typeflag: tar.TypeReg, Mode: 0o644}, []byte("x")})
+				return append(es, rawEntry{hdr: &tar.Header{Name: "usr/../../etc/passwd", Typeflag: tar.TypeReg, Mode: 0o644}, data: []byte("x")})
 			}, want: ErrInvalidPath},
 			{name: "escaping object path", edit: func(es []rawEntry) []rawEntry {
-				return append(es, rawEntry{&tar.Header{Name: "sysroot/ostree/repo/objects/../../../../etc/passwd", Typeflag: tar.TypeReg, Mode: 0o644}, []byte("x")})
+				return append(es, rawEntry{hdr: &tar.Header{Name: "sysroot/ostree/repo/objects/../../../../etc/passwd", Typeflag: tar.TypeReg, Mode: 0o644}, data: []byte("x")})
 			}, want: ErrInvalidPath},
 			{name: "malformed object path", edit: func(es []rawEntry) []rawEntry {
-				return append(es, rawEntry{&tar.Header{Name: "sysroot/ostree/repo/objects/zz/0123.file", Typeflag: tar.TypeReg}, nil})
+				return append(es, rawEntry{hdr: &tar.Header{Name: "sysroot/ostree/repo/objects/zz/0123.file", Typeflag: tar.TypeReg}})
 			}, want: ErrInvalidObject},
 			{name: "v0 xattrs", edit: func(es []rawEntry) []rawEntry {
-				return append(es, rawEntry{&tar.Header{Name: "sysroot/ostree/repo/xattrs/" + other, Typeflag: tar.TypeReg}, nil})
+				return append(es, rawEntry{hdr: &tar.Header{Name: "sysroot/ostree/repo/xattrs/" + other, Typeflag: tar.TypeReg}})
 			}, want: ErrUnexpectedObject},
 			{name: "unknown object type", edit: func(es []rawEntry) []rawEntry {
-				return append(es, rawEntry{&tar.Header{Name: "sysroot/ostree/repo/objects/ab/" + other[2:] + ".filez", Typeflag: tar.TypeReg}, nil})
+				return append(es, rawEntry{hdr: &tar.Header{Name: "sysroot/ostree/repo/objects/ab/" + other[2:] + ".filez", Typeflag: tar.TypeReg}})
 			}, want: ErrUnexpectedObject},
 			{name: "dirmeta as a symlink", edit: func(es []rawEntry) []rawEntry {
 				i := index(es, ".dirmeta")
 				es[i].hdr.Typeflag, es[i].hdr.Linkname, es[i].data = tar.TypeSymlink, "x", nil
+				return es
+			}, want: ErrInvalidObject},
+			{name: "sparse content object", edit: func(es []rawEntry) []rawEntry {
+				// A terabyte of holes in a few bytes of layer.
+				i := contentIndex(es)
+				es[i].hdr.PAXRecords = nil
+				es[i].data = []byte(sparseMap(1<<40-1, 1) + "x")
+				es[i].pax = [][2]string{{"GNU.sparse.major", "1"}, {"GNU.sparse.minor", "0"},
+					{"GNU.sparse.name", es[i].hdr.Name}, {"GNU.sparse.realsize", "1099511627776"}}
 				return es
 			}, want: ErrInvalidObject},
 			{name: "wrong diff_id", blob: func(b Blob) Blob { b.DiffID = "sha256:" + other; return b }, want: ErrDigestMismatch},

@@ -3,8 +3,11 @@ package importer
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -130,7 +133,15 @@ func TestEncapsulatedRoundTrip(t *testing.T) {
 			t.Run(string(mode)+"/"+tc.name, func(t *testing.T) {
 				img := encapsulate(t, src, commit, tc.spec)
 				r := newRepo(t, mode)
+				// What an interrupted libostree pull leaves; the import clears it.
+				partial := filepath.Join(r.Path(), "state", commit+".commitpartial")
+				if err := os.WriteFile(partial, nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
 				got := importImage(t, r, img, commit, len(tc.spec.Chunks))
+				if _, err := os.Stat(partial); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("the commit is still marked partial: %v", err)
+				}
 				if got.base != commit {
 					t.Fatalf("commit layer gave %s, want %s", got.base, commit)
 				}

@@ -94,11 +94,12 @@ func (w *stageWriter) write(job *writeJob) error {
 	return nil
 }
 
-// queue hands a job to the writer; a streamed one is waited for, since
-// its content is read from the tar stream the caller goes on reading. It
+// queue hands a job to the writer. A streamed one is waited for, since
+// its content is read from the tar stream the caller goes on reading, and
+// so is one over queuedObjectSize, which bounds the memory queued. It
 // reports the writer's first error, if it has failed by now.
 func (w *stageWriter) queue(job *writeJob) error {
-	if job.stream != nil {
+	if job.stream != nil || len(job.data) > queuedObjectSize {
 		job.written = make(chan struct{})
 	}
 	if w.failed.Load() {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path"
 	"syscall"
 )
@@ -40,6 +41,21 @@ func (r *Repo) CheckCommitComplete(ctx context.Context, checksum string) error {
 // check what it staged before Commit moves anything into objects/.
 func (s *Stage) CheckTreeComplete(ctx context.Context, rootTree, rootMeta string) error {
 	return checkTree(ctx, s, rootTree, rootMeta)
+}
+
+// MarkCommitComplete removes the commit's state/<checksum>.commitpartial,
+// the mark libostree leaves on a commit whose objects a pull has not all
+// fetched yet (as ostree_repo_mark_commit_partial(FALSE) does). Call it
+// once the commit is known to be complete.
+func (r *Repo) MarkCommitComplete(checksum string) error {
+	if !ValidChecksum(checksum) {
+		return fmt.Errorf("%w: %q", ErrInvalidChecksum, checksum)
+	}
+	p := r.commitPartialPath(checksum)
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return writeError("remove", p, err)
+	}
+	return nil
 }
 
 // HasObject reports whether an object is staged here or in the repository.

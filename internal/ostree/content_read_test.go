@@ -250,3 +250,28 @@ func TestXattrsCodec(t *testing.T) {
 		}
 	}
 }
+
+// TestMarkCommitComplete removes libostree's partial mark, and is content
+// without one.
+func TestMarkCommitComplete(t *testing.T) {
+	r, err := Create(filepath.Join(t.TempDir(), "repo"), ModeArchive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit := strings.Repeat("ab", 32)
+	p := filepath.Join(r.Path(), "state", commit+".commitpartial")
+	if err := os.WriteFile(p, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := r.MarkCommitComplete(commit); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("still marked partial: %v", err)
+		}
+	}
+	if err := r.MarkCommitComplete("../x"); !errors.Is(err, ErrInvalidChecksum) {
+		t.Errorf("MarkCommitComplete(../x): %v", err)
+	}
+}
