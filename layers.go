@@ -135,8 +135,8 @@ func (r *Repo) importLayer(ctx context.Context, src *registry.Source, l Layer, i
 	defer blob.Close()
 	counted := &progressReader{r: blob, onRead: func(n int64) { p.Done += n; report(p) }}
 	lr, err := importer.ImportLayer(ctx, r.ostree, counted, importer.LayerOptions{
-		MediaType: l.MediaType, Digest: l.Digest.String(), DiffID: l.DiffID.String(),
-		KeepVar: opts.KeepVar, AllowNonUsr: opts.AllowNonUsr, MaxSize: opts.MaxLayerSize,
+		Blob:    importer.Blob{MediaType: l.MediaType, Digest: l.Digest.String(), DiffID: l.DiffID.String(), MaxSize: opts.MaxLayerSize},
+		KeepVar: opts.KeepVar, AllowNonUsr: opts.AllowNonUsr,
 	})
 	switch {
 	case errors.Is(err, importer.ErrDigestMismatch):

@@ -11,6 +11,18 @@
 // deterministic, so the same spec always has the same digests. NewIndex
 // combines images into a multi-platform index.
 //
+// # Encapsulated OSTree images
+//
+// Real OS images (Fedora CoreOS, fedora-bootc, CentOS and RHEL bootc) are
+// OSTree commits that ostree-ext exported as OCI images. WriteCommit
+// writes an OSTree commit into a repository without root (archive or
+// bare-user mode) and SampleCommit describes a small one with what real
+// trees hold (a kernel, SELinux labels, file capabilities, setuid
+// programs, hard links, long names, usr/etc); Encapsulate turns a commit
+// into the image ostree-ext's encapsulation makes of it: a commit layer,
+// chunk layers, derived layers on top, ostree-ext's labels, in any of the
+// xattr encodings published images use.
+//
 // # Registries
 //
 // NewRegistry (for tests) and StartRegistry (elsewhere, with Close) run an

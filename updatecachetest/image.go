@@ -146,14 +146,14 @@ func NewImage(spec ImageSpec) (*Image, error) {
 	if platform.Architecture == "" {
 		platform.Architecture = runtime.GOARCH
 	}
-	img := &Image{Platform: platform}
+	var layers []Blob
 	diffIDs := []digest.Digest{}
 	for i, l := range spec.Layers {
 		b, err := buildLayer(l, spec)
 		if err != nil {
 			return nil, fmt.Errorf("updatecachetest: layer %d: %w", i, err)
 		}
-		img.Layers = append(img.Layers, b)
+		layers = append(layers, b)
 		diffIDs = append(diffIDs, b.DiffID)
 	}
 
@@ -173,13 +173,20 @@ func NewImage(spec ImageSpec) (*Image, error) {
 		created := spec.Created.UTC()
 		cfg.Created = &created
 	}
+	return assemble(cfg, layers, nil, spec.Annotations, spec.Format)
+}
+
+// assemble makes the image of a config and its layers: the config blob,
+// and the manifest with the layers' descriptors (annotated with
+// layerAnnotations[i] where given) and the manifest annotations.
+func assemble(cfg imgspecv1.Image, layers []Blob, layerAnnotations []map[string]string, annotations map[string]string, format Format) (*Image, error) {
+	img := &Image{Platform: cfg.Platform, Layers: layers}
 	cfgData, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("updatecachetest: config: %w", err)
 	}
-
-	m := imgspecv1.Manifest{Versioned: imgspec.Versioned{SchemaVersion: 2}, Annotations: spec.Annotations}
-	if spec.Format == Docker {
+	m := imgspecv1.Manifest{Versioned: imgspec.Versioned{SchemaVersion: 2}, Annotations: annotations}
+	if format == Docker {
 		m.MediaType = MediaTypeDockerManifest
 		img.Config = newBlob(MediaTypeDockerConfig, cfgData)
 	} else {
@@ -188,8 +195,12 @@ func NewImage(spec ImageSpec) (*Image, error) {
 	}
 	m.Config = img.Config.descriptor()
 	m.Layers = []imgspecv1.Descriptor{}
-	for _, l := range img.Layers {
-		m.Layers = append(m.Layers, l.descriptor())
+	for i, l := range img.Layers {
+		d := l.descriptor()
+		if i < len(layerAnnotations) {
+			d.Annotations = layerAnnotations[i]
+		}
+		m.Layers = append(m.Layers, d)
 	}
 	if img.Manifest, err = json.Marshal(m); err != nil {
 		return nil, fmt.Errorf("updatecachetest: manifest: %w", err)
@@ -266,27 +277,31 @@ func buildLayer(l Layer, spec ImageSpec) (Blob, error) {
 	if err := tw.Close(); err != nil {
 		return Blob{}, err
 	}
-	diffID := digest.FromBytes(tarBuf.Bytes())
+	return compressLayer(tarBuf.Bytes(), spec.Compression, spec.Format)
+}
 
+// compressLayer makes the layer blob of a tar stream.
+func compressLayer(tarData []byte, c Compression, format Format) (Blob, error) {
+	diffID := digest.FromBytes(tarData)
 	var data []byte
 	var mediaType string
-	switch spec.Compression {
+	switch c {
 	case Uncompressed:
-		data, mediaType = tarBuf.Bytes(), imgspecv1.MediaTypeImageLayer
-		if spec.Format == Docker {
+		data, mediaType = tarData, imgspecv1.MediaTypeImageLayer
+		if format == Docker {
 			mediaType = mediaTypeDockerLayer
 		}
 	case Gzip:
 		var gz bytes.Buffer
 		zw := gzip.NewWriter(&gz) // zero Header: no name, no time
-		if _, err := zw.Write(tarBuf.Bytes()); err != nil {
+		if _, err := zw.Write(tarData); err != nil {
 			return Blob{}, err
 		}
 		if err := zw.Close(); err != nil {
 			return Blob{}, err
 		}
 		data, mediaType = gz.Bytes(), imgspecv1.MediaTypeImageLayerGzip
-		if spec.Format == Docker {
+		if format == Docker {
 			mediaType = mediaTypeDockerLayerGz
 		}
 	case Zstd:
@@ -294,10 +309,10 @@ func buildLayer(l Layer, spec ImageSpec) (Blob, error) {
 		if err != nil {
 			return Blob{}, err
 		}
-		data, mediaType = enc.EncodeAll(tarBuf.Bytes(), nil), imgspecv1.MediaTypeImageLayerZstd
+		data, mediaType = enc.EncodeAll(tarData, nil), imgspecv1.MediaTypeImageLayerZstd
 		enc.Close()
 	default:
-		return Blob{}, fmt.Errorf("unknown compression %d", spec.Compression)
+		return Blob{}, fmt.Errorf("unknown compression %d", c)
 	}
 	b := newBlob(mediaType, data)
 	b.DiffID = diffID

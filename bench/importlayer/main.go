@@ -50,7 +50,7 @@ func main() {
 	}
 	defer f.Close()
 	start := time.Now()
-	res, err := importer.ImportLayer(context.Background(), repo, f, importer.LayerOptions{MediaType: *mediaType, Digest: *dgst, DiffID: *diffID})
+	res, err := importer.ImportLayer(context.Background(), repo, f, importer.LayerOptions{Blob: importer.Blob{MediaType: *mediaType, Digest: *dgst, DiffID: *diffID}})
 	if err != nil {
 		log.Print(err)
 		return

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/osimage/updatecache/internal/ostree"
+	"github.com/osimage/updatecache/updatecachetest"
 )
 
 // benchLayer is a gzip layer of 2000 small files in 40 directories and one
@@ -52,4 +53,42 @@ func BenchmarkImportLayer(b *testing.B) {
 	}
 	b.Run("present", func(b *testing.B) { run(b, false) })
 	b.Run("new", func(b *testing.B) { run(b, true) })
+}
+
+// BenchmarkImportEncapsulated imports the sample commit's encapsulated
+// image (chunk layers, then the commit layer) into a fresh bare-user
+// repository. bench/encap.sh measures a 20,000-object image against
+// ostree pull-local.
+func BenchmarkImportEncapsulated(b *testing.B) {
+	r := newRepo(b, ostree.ModeArchive)
+	spec := updatecachetest.SampleCommit("1")
+	commit, err := updatecachetest.WriteCommit(context.Background(), r.Path(), spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	img, err := updatecachetest.Encapsulate(context.Background(), updatecachetest.EncapsulateSpec{
+		Repo: r.Path(), Commit: commit, Chunks: sampleChunks, Compression: updatecachetest.Uncompressed})
+	if err != nil {
+		b.Fatal(err)
+	}
+	size := int64(0)
+	for _, l := range img.Layers {
+		size += l.Size
+	}
+	b.SetBytes(size)
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		dst := newRepo(b, ostree.ModeBareUser)
+		b.StartTimer()
+		ctx := context.Background()
+		for _, l := range img.Layers[1:] {
+			if _, err := ImportObjectSetLayer(ctx, dst, bytes.NewReader(l.Data), blobOf(l)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if _, err := ImportCommitLayer(ctx, dst, bytes.NewReader(img.Layers[0].Data), CommitLayerOptions{Blob: blobOf(img.Layers[0]), Commit: commit}); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

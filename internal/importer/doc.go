@@ -1,8 +1,20 @@
 // Package importer turns container image layers into OSTree content the
-// way ostree-ext does for plain ("derived") layers, in pure Go: each layer
-// blob becomes a layer commit under ostree/container/blob/<escaped digest>
-// (ImportLayer), and the layers of an image are merged, OCI whiteouts
-// applied, into the image's merge commit (MergeLayers, WriteMergeCommit).
+// way ostree-ext does, in pure Go: each layer blob becomes a commit under
+// ostree/container/blob/<escaped digest>, and the layers of an image are
+// merged, OCI whiteouts applied, into the image's merge commit.
+//
+// Plain ("derived") layers become layer commits of their tree
+// (ImportLayer). Images that ostree-ext encapsulated from an OSTree commit
+// (Fedora CoreOS, bootc images: tar format v1, "chunked") carry the commit
+// itself: the commit layer's objects become that commit
+// (ImportCommitLayer), each chunk layer's content objects an object-set
+// commit, byte for byte as ostree-ext writes it (ImportObjectSetLayer).
+// Every object is verified against its checksum as it is written, the
+// commit against the image's ostree.commit label and for completeness.
+// VerifyLayerCommit checks an existing blob ref before it is reused, and
+// WriteImageMergeCommit writes the merge commit of a base commit and
+// derived layers as ostree-ext does (MergeLayers and WriteMergeCommit
+// merge plain layers only).
 // It knows OSTree (through internal/ostree) and the OCI layer format, not
 // registries: the caller supplies the blob stream and what the manifest
 // and config say about it.
@@ -56,6 +68,8 @@
 // Unlike ostree-ext's checkout-based merge, which cannot replace a file by
 // a directory and keeps the lowest layer's directory metadata, the merge
 // follows the OCI layer semantics (MergeOptions.LowerDirMeta selects
-// ostree-ext's metadata choice). ostree-ext also relabels the merged tree
-// with the image's SELinux policy; this package does not.
+// ostree-ext's metadata choice; WriteImageMergeCommit uses it). ostree-ext
+// also relabels the merged tree of an image with derived layers with the
+// SELinux policy the tree ships; this package leaves that to the caller's
+// ImageMergeOptions.Relabel.
 package importer

@@ -45,6 +45,37 @@ var (
 	ErrHardlink = invalidLayer("invalid hard link")
 	// ErrLayerTooLarge: the uncompressed layer exceeds LayerOptions.MaxSize.
 	ErrLayerTooLarge = invalidLayer("uncompressed layer over the size cap")
+
+	// Kinds of errors of encapsulated images (ImportCommitLayer,
+	// ImportObjectSetLayer).
+
+	// ErrInvalidObject: an entry naming an OSTree object is malformed: a
+	// bad object path, the wrong entry type, bytes that do not decode or
+	// exceed the size cap, xattrs missing or naming another object.
+	ErrInvalidObject = invalidLayer("invalid object")
+	// ErrObjectChecksum: an object does not hash to the checksum its entry
+	// names.
+	ErrObjectChecksum = invalidLayer("object does not match its checksum")
+	// ErrCommitMismatch: the commit layer holds (or a blob ref names)
+	// another commit than the image's ostree.commit label.
+	ErrCommitMismatch = invalidLayer("commit is not the image's")
+	// ErrUnexpectedObject: an object where it does not belong: anything
+	// before the commit in the commit layer, a second commit, a
+	// .commitmeta not right after its commit, a metadata object in a chunk
+	// layer, an object kind the format does not use.
+	ErrUnexpectedObject = invalidLayer("unexpected object")
+)
+
+// What VerifyLayerCommit finds wrong with a layer commit already in the
+// repository: the layer is to be imported again.
+var (
+	// ErrIncompleteCommit: an object the commit reaches is in neither the
+	// layer nor the repository (chunk layers are imported before the
+	// commit layer).
+	ErrIncompleteCommit = errors.New("importer: commit is incomplete")
+	// ErrLayerCommitKind: an existing layer commit is not what importing
+	// its kind of layer makes.
+	ErrLayerCommitKind = errors.New("importer: layer commit does not match its layer's kind")
 )
 
 func invalidLayer(kind string) error { return fmt.Errorf("%w: %s", ErrInvalidLayer, kind) }

@@ -166,7 +166,7 @@ func compressLayer(t testing.TB, tarData []byte, mediaType string) layer {
 }
 
 func (l layer) options() LayerOptions {
-	return LayerOptions{MediaType: l.mediaType, Digest: l.digest, DiffID: l.diffID}
+	return LayerOptions{Blob: Blob{MediaType: l.mediaType, Digest: l.digest, DiffID: l.diffID}}
 }
 
 // newRepo creates an empty repository of the given mode.

@@ -2,7 +2,6 @@ package importer
 
 import (
 	"archive/tar"
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -45,29 +44,15 @@ const (
 // frame cannot make us allocate more.
 const zstdMaxWindow = 128 << 20
 
-// LayerOptions describe the layer blob ImportLayer reads.
+// LayerOptions describe the layer blob ImportLayer reads and how.
 type LayerOptions struct {
-	// MediaType is the layer's media type from the manifest; it selects the
-	// decompression (gzip, zstd or none).
-	MediaType string
-	// Digest is the blob's digest from the manifest ("sha256:..."); it
-	// names the blob ref. The blob is not hashed here: the reader given to
-	// ImportLayer verifies it (registry.Source.Layer does), and ImportLayer
-	// reads it to its end so that the reader sees every byte.
-	Digest string
-	// DiffID is the digest of the uncompressed tar (the image config's
-	// rootfs.diff_ids entry); the tar must hash to it.
-	DiffID string
+	Blob
 	// KeepVar keeps /var at var instead of moving it to
 	// usr/share/factory/var, for systems that ship /var in the image.
 	KeepVar bool
 	// AllowNonUsr keeps top-level entries other than usr, etc and var
 	// (opt, boot, ...) instead of dropping them.
 	AllowNonUsr bool
-	// MaxSize caps the uncompressed tar, checked as it streams, so that a
-	// small compressed blob cannot write without bound (ErrLayerTooLarge);
-	// 0 means DefaultMaxSize.
-	MaxSize int64
 	// Timestamp is the layer commit's time. The zero value means the Unix
 	// epoch, so importing the same layer always yields the same commit.
 	Timestamp time.Time
@@ -131,37 +116,11 @@ type LayerResult struct {
 //   - Sparse files are refused (ErrInvalidEntry): their holes could expand
 //     a small layer without bound, and image tools do not write them.
 func ImportLayer(ctx context.Context, repo *ostree.Repo, r io.Reader, opts LayerOptions) (*LayerResult, error) {
-	if _, err := parseDigest("digest", opts.Digest); err != nil {
-		return nil, err
-	}
-	diffID, err := parseDigest("diff_id", opts.DiffID)
+	ls, err := openLayer(r, opts.Blob)
 	if err != nil {
 		return nil, err
 	}
-	ref, err := ostree.BlobRefName(opts.Digest)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
-	}
-	compression, err := compressionOf(opts.MediaType)
-	if err != nil {
-		return nil, err
-	}
-
-	blob := &blobReader{r: r}
-	// Buffered so the decompressor's small reads do not reach r one by one.
-	compressed := bufio.NewReaderSize(blob, 256<<10)
-	plain, closeDecompressor, err := decompress(compression, compressed)
-	if err != nil {
-		return nil, err
-	}
-	defer closeDecompressor()
-	maxSize := opts.MaxSize
-	if maxSize <= 0 {
-		maxSize = DefaultMaxSize
-	}
-	tarStream := &countingReader{r: plain, limit: maxSize}
-	tarHash := diffID.Algorithm().Hash()
-	tarReader := io.TeeReader(tarStream, tarHash)
+	defer ls.close()
 
 	st, err := repo.BeginStage(ctx)
 	if err != nil {
@@ -174,19 +133,10 @@ func ImportLayer(ctx context.Context, repo *ostree.Repo, r io.Reader, opts Layer
 		filter:   pathFilter{keepVar: opts.KeepVar, allowNonUsr: opts.AllowNonUsr},
 		filtered: map[string]uint32{},
 	}
-	if err := li.readTar(ctx, tar.NewReader(tarReader)); err != nil {
+	if err := li.readTar(ctx, tar.NewReader(ls)); err != nil {
 		return nil, err
 	}
-	// The tar's end-of-archive blocks and any padding after them belong to
-	// the diff_id; anything after the compressed stream is read so that the
-	// blob's verifying reader sees its end.
-	if _, err := io.Copy(io.Discard, tarReader); err != nil {
-		return nil, streamError(fmt.Errorf("after the archive: %w", err))
-	}
-	if _, err := io.Copy(io.Discard, compressed); err != nil {
-		return nil, err
-	}
-	if err := checkDigest("diff_id", diffID, tarHash); err != nil {
+	if err := ls.verify(); err != nil {
 		return nil, err
 	}
 
@@ -206,16 +156,16 @@ func ImportLayer(ctx context.Context, repo *ostree.Repo, r io.Reader, opts Layer
 	if err != nil {
 		return nil, err
 	}
-	if err := repo.SetRef(ctx, ref, commit); err != nil {
+	if err := repo.SetRef(ctx, ls.ref, commit); err != nil {
 		return nil, err
 	}
 	return &LayerResult{
 		Commit:   commit,
-		Ref:      ref,
+		Ref:      ls.ref,
 		Filtered: li.filtered,
 		Special:  li.special,
-		Size:     blob.n,
-		TarSize:  tarStream.n,
+		Size:     ls.blob.n,
+		TarSize:  ls.tar.n,
 		Objects:  st.Stats(),
 	}, nil
 }
@@ -319,10 +269,6 @@ func streamError(err error) error {
 	}
 	return fmt.Errorf("%w: %w", ErrInvalidTar, err)
 }
-
-// DefaultMaxSize is the default cap on a layer's uncompressed size: far
-// beyond any OS image layer seen, while a compression bomb stops there.
-const DefaultMaxSize = 32 << 30
 
 // countingReader counts the bytes read through it and fails once they
 // exceed limit.

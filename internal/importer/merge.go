@@ -27,7 +27,8 @@ const maxMergeDepth = maxPathLen / 2
 type MergeOptions struct {
 	// LowerDirMeta keeps the metadata (owner, mode, xattrs) of a directory
 	// from the lowest layer that has it, as ostree-ext's checkout-based
-	// merge does (a union checkout leaves existing directories alone). By
+	// merge does (a union checkout leaves existing directories alone,
+	// except one an opaque whiteout empties: that one it makes anew). By
 	// default a directory takes the metadata of the highest layer that has
 	// it, as overlayfs and container runtimes show it.
 	LowerDirMeta bool
@@ -99,16 +100,27 @@ func mergeInto(ctx context.Context, repo *ostree.Repo, st *ostree.Stage, layers 
 	if len(layers) == 0 {
 		return "", "", fmt.Errorf("%w: no layers to merge", ErrInvalidOptions)
 	}
-	m := &merger{ctx: ctx, repo: repo, opts: opts, clean: map[string]bool{}}
-	var root *ostree.MutableTree
+	root, err := newMerger(ctx, repo, opts).stack(nil, layers)
+	if err != nil {
+		return "", "", err
+	}
+	if tree, err = st.WriteTree(ctx, root); err != nil {
+		return "", "", err
+	}
+	return tree, root.MetaChecksum(), nil
+}
+
+func newMerger(ctx context.Context, repo *ostree.Repo, opts MergeOptions) *merger {
+	return &merger{ctx: ctx, repo: repo, opts: opts, clean: map[string]bool{}}
+}
+
+// stack lays the layers over root, lowest first; with a nil root, the
+// first layer is the bottom one.
+func (m *merger) stack(root *ostree.MutableTree, layers []string) (*ostree.MutableTree, error) {
 	for _, layer := range layers {
-		sum, err := repo.ResolveRef(layer)
+		c, err := m.readCommit(layer)
 		if err != nil {
-			return "", "", fmt.Errorf("merge layer %s: %w", layer, err)
-		}
-		c, err := repo.ReadCommit(sum)
-		if err != nil {
-			return "", "", fmt.Errorf("merge layer %s: %w", layer, err)
+			return nil, err
 		}
 		if root == nil {
 			root, err = m.newDir(c.RootTree, c.RootMeta, 0)
@@ -116,13 +128,23 @@ func mergeInto(ctx context.Context, repo *ostree.Repo, st *ostree.Stage, layers 
 			err = m.apply(root, c.RootTree, c.RootMeta, false, 0)
 		}
 		if err != nil {
-			return "", "", fmt.Errorf("merge layer %s: %w", layer, err)
+			return nil, fmt.Errorf("merge layer %s: %w", layer, err)
 		}
 	}
-	if tree, err = st.WriteTree(ctx, root); err != nil {
-		return "", "", err
+	return root, nil
+}
+
+// readCommit reads the commit a checksum or ref names.
+func (m *merger) readCommit(rev string) (*ostree.Commit, error) {
+	sum, err := m.repo.ResolveRef(rev)
+	if err != nil {
+		return nil, fmt.Errorf("merge layer %s: %w", rev, err)
 	}
-	return tree, root.MetaChecksum(), nil
+	c, err := m.repo.ReadCommit(sum)
+	if err != nil {
+		return nil, fmt.Errorf("merge layer %s: %w", rev, err)
+	}
+	return c, nil
 }
 
 // newDir returns a layer's directory where no lower layer has one: the
@@ -160,7 +182,10 @@ func (m *merger) apply(dst *ostree.MutableTree, tree, meta string, fresh bool, d
 	for _, f := range files {
 		switch {
 		case f.Name == opaqueWhiteout:
+			// The checkout-based merge removes the directory and makes it
+			// anew, with this layer's metadata.
 			dst.Clear()
+			dst.SetMetaChecksum(meta)
 		case strings.HasPrefix(f.Name, whiteoutMetaPrefix):
 		case strings.HasPrefix(f.Name, whiteoutPrefix):
 			if _, err := dst.Remove(f.Name[len(whiteoutPrefix):]); err != nil {

@@ -48,3 +48,22 @@ var CachedUpdate = []string{
 	CachedManifestDigest, CachedManifest, CachedConfig,
 	CachedTopDigest, CachedCheckedAt, CachedPlatform, CachedSignature,
 }
+
+// Labels (also copied as manifest annotations) of images ostree-ext
+// encapsulates, from which it reads an image's layout.
+const (
+	// CommitLabel holds the checksum of the OSTree commit inside the image.
+	CommitLabel = "ostree.commit"
+	// FinalDiffIDLabel holds the diff_id of the last layer belonging to the
+	// commit; the layers after it are derived (plain) layers. An image
+	// without it is plain: every layer is derived.
+	FinalDiffIDLabel = "ostree.final-diffid"
+	// ComponentsAnnotation lists a chunk layer's components (packages),
+	// sorted and joined by ",".
+	ComponentsAnnotation = "ostree.components"
+	// BootableLabel, BootcLabel and LinuxLabel say the image boots, is a
+	// bootc image, and which kernel version it carries.
+	BootableLabel = "ostree.bootable"
+	BootcLabel    = "containers.bootc"
+	LinuxLabel    = "ostree.linux"
+)

@@ -17,6 +17,9 @@
 //   - ostree-ext's ref escaping and its image and layer ref names.
 //   - The repository lock, interoperating with libostree.
 //   - Garbage collection like `ostree prune --refs-only` (Repo.Prune).
+//   - Reading content objects in every mode, checked against their
+//     checksum (Repo.OpenContent), and checking that a commit has every
+//     object it reaches (Repo.CheckCommitComplete, Stage.CheckTreeComplete).
 //
 // Content objects (.file, .filez) and the tree writer live in this package
 // too, in files of their own (content*.go, dirtree*.go, stage*.go).
