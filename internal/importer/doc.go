@@ -13,17 +13,19 @@
 // commit against the image's ostree.commit label and for completeness.
 // VerifyLayerCommit checks an existing blob ref before it is reused, and
 // WriteImageMergeCommit writes the merge commit of a base commit and
-// derived layers as ostree-ext does (MergeLayers and WriteMergeCommit
-// merge plain layers only).
+// derived layers (or derived layers alone, for a plain image) as
+// ostree-ext does.
 // It knows OSTree (through internal/ostree) and the OCI layer format, not
 // registries: the caller supplies the blob stream and what the manifest
 // and config say about it.
 //
 // # Streaming
 //
-// A layer is read once, front to back. The compressed digest and the
-// uncompressed diff_id are computed on the way and checked before the ref
-// is set. File content goes through the content checksum and into the
+// A layer is read once, front to back, to its end. The blob is verified
+// by the reader it comes from (registry.Source.Layer checks the compressed
+// digest and size as it streams); the uncompressed diff_id is computed on
+// the way and checked before the ref is set, and the uncompressed size is
+// capped (Blob.MaxSize). File content goes through the content checksum and into the
 // object at the same time and is never held whole in memory (content of up
 // to 256 KiB is hashed in a buffer first, so an object already present
 // costs no file). The tree being built holds names and checksums only.
@@ -63,13 +65,24 @@
 // # Whiteouts
 //
 // Layer commits keep whiteout files (".wh.NAME", ".wh..wh..opq") as the
-// empty regular files they are in the tar, as ostree-ext's do; MergeLayers
-// applies them to the layers below and leaves them out of the merged tree.
-// Unlike ostree-ext's checkout-based merge, which cannot replace a file by
-// a directory and keeps the lowest layer's directory metadata, the merge
-// follows the OCI layer semantics (MergeOptions.LowerDirMeta selects
-// ostree-ext's metadata choice; WriteImageMergeCommit uses it). ostree-ext
-// also relabels the merged tree of an image with derived layers with the
-// SELinux policy the tree ships; this package leaves that to the caller's
-// ImageMergeOptions.Relabel.
+// empty regular files they are in the tar, as ostree-ext's do;
+// WriteImageMergeCommit applies them to the layers below and leaves them
+// out of the merged tree, as libostree's union checkout with whiteouts
+// (ostree-ext's merge) does, and a directory keeps the metadata of the
+// lowest layer that has it. (Unlike that checkout, a file may replace a
+// directory and the reverse, as the OCI layer format allows.)
+//
+// A whiteout is a path like any other, so the path rules apply to it
+// before it means anything, exactly as in ostree-ext: etc/.wh.passwd
+// becomes usr/etc/.wh.passwd and deletes the passwd a lower layer put in
+// /etc; usr/.wh.etc deletes usr/etc, so everything lower layers put in
+// /etc; usr/.wh..wh..opq empties usr, so also what lower layers put in /etc
+// and /var (usr/etc, usr/share/factory/var); var/.wh.x deletes
+// usr/share/factory/var/x. A whiteout at the top level (.wh.etc,
+// .wh..wh..opq) is a top-level name other than usr, etc and var, so it is
+// dropped (kept at the top, and deleting nothing there, with AllowNonUsr).
+//
+// ostree-ext also relabels the merged tree of an image with derived layers
+// with the SELinux policy the tree ships; this package leaves that to the
+// caller's ImageMergeOptions.Relabel.
 package importer

@@ -43,7 +43,7 @@ var runtimeInjected = []string{"hostname", "resolv.conf"}
 //     kept, as ostree-ext's checkout of the base keeps them);
 //   - each derived layer is laid over it with its OCI whiteouts applied,
 //     and a directory keeps the metadata of the lowest layer that has it
-//     (MergeOptions.LowerDirMeta), as a union checkout does;
+//     as a union checkout does;
 //   - an empty regular file at usr/etc/hostname or usr/etc/resolv.conf is
 //     removed;
 //   - the parent is the base commit (none without one).
@@ -60,7 +60,7 @@ func WriteImageMergeCommit(ctx context.Context, repo *ostree.Repo, ref string, o
 		return "", err
 	}
 	defer st.Close()
-	m := newMerger(ctx, repo, MergeOptions{LowerDirMeta: true})
+	m := newMerger(ctx, repo)
 	var root *ostree.MutableTree
 	parent := ""
 	if opts.Base != "" {

@@ -11,8 +11,6 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/osimage/updatecache/internal/gvariant"
 	"github.com/osimage/updatecache/internal/ostree"
 	"github.com/osimage/updatecache/internal/testtool"
@@ -228,10 +226,10 @@ func TestImageDeploy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	testtool.RunOstree(t, "admin", "os-init", "--sysroot="+sysroot, "sample")
-	testtool.RunOstree(t, "admin", "deploy", "--sysroot="+sysroot, "--os=sample", ref)
-	deploy := filepath.Join(sysroot, "ostree", "deploy", "sample", "deploy", merge+".0")
-	t.Cleanup(func() { clearImmutable(t, deploy) })
+	deploy := testtool.AdminDeploy(t, sysroot, "sample", ref)
+	if !strings.HasSuffix(deploy, merge+".0") {
+		t.Errorf("deployed %s, want the merge commit %s", deploy, merge)
+	}
 	for p, want := range map[string]string{
 		"usr/bin/bash":       "#!new bash\n",
 		"usr/bin/extra":      "extra tool, again\n",
@@ -250,26 +248,5 @@ func TestImageDeploy(t *testing.T) {
 	}
 	if st, err := os.Stat(filepath.Join(deploy, "usr/bin/passwd")); err != nil || st.Mode()&fs.ModeSetuid == 0 {
 		t.Errorf("deployed usr/bin/passwd: %v, %v; want setuid", st, err)
-	}
-}
-
-// fsImmutableFlag is FS_IMMUTABLE_FL of linux/fs.h.
-const fsImmutableFlag = 0x10
-
-// clearImmutable clears the immutable flag libostree sets on a
-// deployment's root, so the test's directory can be removed.
-func clearImmutable(t *testing.T, dir string) {
-	f, err := os.Open(dir)
-	if err != nil {
-		t.Log(err)
-		return
-	}
-	defer f.Close()
-	flags, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS)
-	if err == nil {
-		err = unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, int(flags&^fsImmutableFlag))
-	}
-	if err != nil {
-		t.Logf("clearing the immutable flag of %s: %v", dir, err)
 	}
 }

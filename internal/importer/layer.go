@@ -112,7 +112,7 @@ type LayerResult struct {
 //   - A hard link must name a regular file or symlink earlier in the
 //     layer, after the same path rules.
 //   - Devices and FIFOs are dropped and counted; OCI whiteout files are
-//     kept as ordinary files and applied by MergeLayers.
+//     kept as ordinary files and applied by WriteImageMergeCommit.
 //   - Sparse files are refused (ErrInvalidEntry): their holes could expand
 //     a small layer without bound, and image tools do not write them.
 func ImportLayer(ctx context.Context, repo *ostree.Repo, r io.Reader, opts LayerOptions) (*LayerResult, error) {

@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
-	"github.com/osimage/updatecache/internal/gvariant"
 	"github.com/osimage/updatecache/internal/ostree"
 )
 
@@ -23,95 +21,19 @@ const (
 // repository; a path cannot be deeper than PATH_MAX allows.
 const maxMergeDepth = maxPathLen / 2
 
-// MergeOptions tune MergeLayers.
-type MergeOptions struct {
-	// LowerDirMeta keeps the metadata (owner, mode, xattrs) of a directory
-	// from the lowest layer that has it, as ostree-ext's checkout-based
-	// merge does (a union checkout leaves existing directories alone,
-	// except one an opaque whiteout empties: that one it makes anew). By
-	// default a directory takes the metadata of the highest layer that has
-	// it, as overlayfs and container runtimes show it.
-	LowerDirMeta bool
-}
-
-// MergeLayers stacks layer commits (lowest first; commit checksums or refs
-// such as blob refs) into one tree, applying OCI whiteouts as it goes, and
-// returns the merged root dirtree and dirmeta checksums. It works on the
-// dirtree objects directly: a layer's directories are read once (to find
-// whiteouts), lower directories only where a higher layer changes them,
-// nothing is checked out, and unchanged subtrees keep their objects.
-// Whiteout files never appear in the result. In a directory, a layer's
-// whiteouts apply to the layers below only, so a layer may delete a name
-// and provide it anew; a file replaces a directory and the reverse.
-//
-// The new dirtree objects are in the repository when it returns, but
-// nothing references them yet: a caller writing its own commit should hold
-// repo.Lock(ctx, ostree.LockShared) across MergeLayers and the commit so a
-// concurrent prune cannot remove them. WriteMergeCommit does.
-func MergeLayers(ctx context.Context, repo *ostree.Repo, layerCommits []string, opts MergeOptions) (rootTree, rootMeta string, err error) {
-	st, err := repo.BeginStage(ctx)
-	if err != nil {
-		return "", "", err
-	}
-	defer st.Close()
-	tree, meta, err := mergeInto(ctx, repo, st, layerCommits, opts)
-	if err != nil {
-		return "", "", err
-	}
-	return tree, meta, st.Commit(ctx)
-}
-
-// WriteMergeCommit merges the layers as MergeLayers does (default
-// options), commits the result with metadata md and timestamp ts (no
-// parent, as ostree-ext's merge commits), sets ref to it and returns the
-// commit checksum. The repository lock is held shared throughout.
-func WriteMergeCommit(ctx context.Context, repo *ostree.Repo, ref string, layers []string, md gvariant.VarDict, ts time.Time) (string, error) {
-	st, err := repo.BeginStage(ctx)
-	if err != nil {
-		return "", err
-	}
-	defer st.Close()
-	tree, meta, err := mergeInto(ctx, repo, st, layers, MergeOptions{})
-	if err != nil {
-		return "", err
-	}
-	if err := st.Commit(ctx); err != nil {
-		return "", err
-	}
-	commit, err := repo.WriteCommit(ctx, &ostree.Commit{Metadata: md, Timestamp: ts, RootTree: tree, RootMeta: meta})
-	if err != nil {
-		return "", err
-	}
-	if err := repo.SetRef(ctx, ref, commit); err != nil {
-		return "", err
-	}
-	return commit, nil
-}
-
-// merger applies layers to a tree.
+// merger applies layers to a tree as ostree-ext's checkout-based merge
+// does: a union of the layers, whiteouts applied, and a directory keeps the
+// metadata of the lowest layer that has it (a union checkout leaves
+// existing directories alone, except one an opaque whiteout empties: that
+// one it makes anew).
 type merger struct {
 	ctx   context.Context
 	repo  *ostree.Repo
-	opts  MergeOptions
 	clean map[string]bool // dirtree checksum -> no whiteout anywhere below
 }
 
-func mergeInto(ctx context.Context, repo *ostree.Repo, st *ostree.Stage, layers []string, opts MergeOptions) (tree, meta string, err error) {
-	if len(layers) == 0 {
-		return "", "", fmt.Errorf("%w: no layers to merge", ErrInvalidOptions)
-	}
-	root, err := newMerger(ctx, repo, opts).stack(nil, layers)
-	if err != nil {
-		return "", "", err
-	}
-	if tree, err = st.WriteTree(ctx, root); err != nil {
-		return "", "", err
-	}
-	return tree, root.MetaChecksum(), nil
-}
-
-func newMerger(ctx context.Context, repo *ostree.Repo, opts MergeOptions) *merger {
-	return &merger{ctx: ctx, repo: repo, opts: opts, clean: map[string]bool{}}
+func newMerger(ctx context.Context, repo *ostree.Repo) *merger {
+	return &merger{ctx: ctx, repo: repo, clean: map[string]bool{}}
 }
 
 // stack lays the layers over root, lowest first; with a nil root, the
@@ -171,7 +93,7 @@ func (m *merger) apply(dst *ostree.MutableTree, tree, meta string, fresh bool, d
 	if err := m.ctx.Err(); err != nil {
 		return err
 	}
-	if fresh || !m.opts.LowerDirMeta {
+	if fresh {
 		dst.SetMetaChecksum(meta)
 	}
 	files, dirs, err := m.readDirTree(tree)

@@ -91,12 +91,27 @@ func mergedTree() map[string]node {
 		"usr/share":                 d(0o755),
 		"usr/share/opq":             d(0o755),
 		"usr/share/opq/new":         f(0o644, "new"),
-		"usr/share/meta":            {kind: fs.ModeDir, perm: 0o700, uid: 5},
+		"usr/share/meta":            {kind: fs.ModeDir, perm: 0o755}, // the lowest layer's
 		"usr/new":                   d(0o755),
 		"usr/new/f":                 f(0o600, "f"),
 		"usr/etc":                   d(0o755),
 		"usr/etc/conf":              f(0o640, "conf"),
 	}
+}
+
+// mergeTree writes the merge commit of plain layers (as a plain image's
+// pull does) under ref "merged" and returns its root dirtree and dirmeta.
+func mergeTree(t *testing.T, r *ostree.Repo, layers []string) (tree, meta string, err error) {
+	t.Helper()
+	commit, err := WriteImageMergeCommit(context.Background(), r, "merged", ImageMergeOptions{Layers: layers})
+	if err != nil {
+		return "", "", err
+	}
+	c, err := r.ReadCommit(commit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.RootTree, c.RootMeta, nil
 }
 
 // importLayers imports each layer and returns the layer commits.
@@ -109,7 +124,7 @@ func importLayers(t *testing.T, r *ostree.Repo, layers [][]ent) []string {
 	return commits
 }
 
-// TestMergeCheckout merges the layers with WriteMergeCommit in each mode,
+// TestMergeCheckout merges the layers with WriteImageMergeCommit in each mode,
 // requires a clean fsck, checks the ref, and requires `ostree checkout` of
 // the merge commit to give exactly mergedTree: contents, modes, symlink
 // targets, hard links sharing an inode (bare modes), owners and xattrs
@@ -127,7 +142,7 @@ func TestMergeCheckout(t *testing.T) {
 			md := gvariant.VarDict{{Key: "ostree.manifest-digest", Value: gvariant.NewString("sha256:" + strings.Repeat("a", 64))}}
 			ts := time.Unix(1700000000, 0)
 			const ref = "ostree/container/image/test"
-			commit, err := WriteMergeCommit(context.Background(), r, ref, layers, md, ts)
+			commit, err := WriteImageMergeCommit(context.Background(), r, ref, ImageMergeOptions{Layers: layers, Metadata: md, Timestamp: ts})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -167,17 +182,47 @@ func TestMergeCheckout(t *testing.T) {
 // libostree's union checkout fails on it.)
 func TestMergeLikeOstreeWhiteouts(t *testing.T) {
 	testtool.Ostree(t)
-	r := newRepo(t, ostree.ModeBareUser)
 	var input [][]ent
 	for _, l := range mergeLayers() {
 		input = append(input, slices.DeleteFunc(l, func(e ent) bool { return strings.Contains(e.name, "becomes-") }))
 	}
-	layers := importLayers(t, r, input)
-	tree, meta, err := MergeLayers(context.Background(), r, layers, MergeOptions{})
-	if err != nil {
-		t.Fatal(err)
+	compareWithLibostree(t, input)
+}
+
+// TestMergeRemappedWhiteouts: whiteouts go through the same path rules as
+// every entry (etc to usr/etc, var to usr/share/factory/var, other top
+// levels dropped), so what they delete is what they delete in ostree-ext,
+// whose layer import applies those rules and whose merge is libostree's
+// union checkout with whiteouts.
+func TestMergeRemappedWhiteouts(t *testing.T) {
+	testtool.Ostree(t)
+	base := []ent{
+		reg("usr/bin/a", 0o755, "a"), reg("etc/passwd", 0o644, "root"), reg("etc/group", 0o644, "root"),
+		reg("etc/ssh/sshd_config", 0o600, "x"), reg("var/lib/x", 0o644, "x"), reg("var/log/y", 0o644, "y"),
 	}
-	commit, err := r.WriteCommit(context.Background(), &ostree.Commit{Timestamp: time.Unix(0, 0), RootTree: tree, RootMeta: meta})
+	for _, tt := range []struct {
+		name  string
+		layer []ent
+	}{
+		{"etc/.wh.passwd deletes /etc/passwd", []ent{reg("etc/.wh.passwd", 0o644, "")}},
+		{"etc/ssh/.wh..wh..opq empties /etc/ssh", []ent{reg("etc/ssh/.wh..wh..opq", 0o644, ""), reg("etc/ssh/new", 0o644, "n")}},
+		{"usr/.wh.etc deletes all of /etc", []ent{reg("usr/.wh.etc", 0o644, "")}},
+		{"var/.wh.lib deletes /var/lib", []ent{reg("var/.wh.lib", 0o644, "")}},
+		{"usr/.wh..wh..opq empties usr, /etc and /var", []ent{reg("usr/.wh..wh..opq", 0o644, ""), reg("usr/bin/b", 0o755, "b")}},
+		{"top-level whiteouts are dropped", []ent{reg(".wh.etc", 0o644, ""), reg(".wh.usr", 0o644, ""), reg(".wh..wh..opq", 0o644, "")}},
+	} {
+		t.Run(tt.name, func(t *testing.T) { compareWithLibostree(t, [][]ent{base, tt.layer}) })
+	}
+}
+
+// compareWithLibostree imports the layers, merges them, and requires the
+// merge commit's checkout to equal libostree's union checkout of the layer
+// commits with whiteouts.
+func compareWithLibostree(t *testing.T, input [][]ent) {
+	t.Helper()
+	r := newRepo(t, ostree.ModeBareUser)
+	layers := importLayers(t, r, input)
+	commit, err := WriteImageMergeCommit(context.Background(), r, "merged", ImageMergeOptions{Layers: layers})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,42 +251,31 @@ func TestMergeLikeOstreeWhiteouts(t *testing.T) {
 	}
 }
 
-// TestMergeLowerDirMeta: with LowerDirMeta a directory keeps the lowest
-// layer's metadata, as ostree-ext's union checkout does; by default the
-// highest layer's.
+// TestMergeLowerDirMeta: a directory keeps the lowest layer's metadata, as
+// ostree-ext's union checkout does (overlayfs would show the highest's).
 func TestMergeLowerDirMeta(t *testing.T) {
 	r := newRepo(t, ostree.ModeBareUser)
-	layers := importLayers(t, r, mergeLayers())
-	for _, tt := range []struct {
-		opts     MergeOptions
-		wantMode uint32
-		wantUID  uint32
-	}{
-		{MergeOptions{}, 0o700, 5},
-		{MergeOptions{LowerDirMeta: true}, 0o755, 0},
-	} {
-		tree, meta, err := MergeLayers(context.Background(), r, layers, tt.opts)
-		if err != nil {
-			t.Fatal(err)
+	tree, meta, err := mergeTree(t, r, importLayers(t, r, mergeLayers()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := r.OpenMutableTree(tree, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := root
+	for _, name := range []string{"usr", "share", "meta"} {
+		if _, d, err = d.Lookup(name); err != nil || d == nil {
+			t.Fatalf("lookup %s: %v", name, err)
 		}
-		root, err := r.OpenMutableTree(tree, meta)
-		if err != nil {
-			t.Fatal(err)
-		}
-		d := root
-		for _, name := range []string{"usr", "share", "meta"} {
-			if _, d, err = d.Lookup(name); err != nil || d == nil {
-				t.Fatalf("lookup %s: %v", name, err)
-			}
-		}
-		data, err := r.ReadMetadataObject(d.MetaChecksum(), ostree.ObjectDirMeta)
-		if err != nil {
-			t.Fatal(err)
-		}
-		uid, _, mode, _, err := ostree.DecodeDirMeta(data)
-		if err != nil || mode != ostree.ModeDir|tt.wantMode || uid != tt.wantUID {
-			t.Errorf("%+v: usr/share/meta mode %#o uid %d (%v), want %#o %d", tt.opts, mode, uid, err, tt.wantMode, tt.wantUID)
-		}
+	}
+	data, err := r.ReadMetadataObject(d.MetaChecksum(), ostree.ObjectDirMeta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _, mode, _, err := ostree.DecodeDirMeta(data)
+	if err != nil || mode != ostree.ModeDir|0o755 || uid != 0 {
+		t.Errorf("usr/share/meta mode %#o uid %d (%v), want the lowest layer's 0755 and 0", mode, uid, err)
 	}
 }
 
@@ -255,16 +289,16 @@ func TestMergeReusesUnchangedTrees(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tree, meta, err := MergeLayers(context.Background(), r, layers[:1], MergeOptions{})
+	tree, meta, err := mergeTree(t, r, layers[:1])
 	if err != nil || tree != c.RootTree || meta != c.RootMeta {
 		t.Errorf("single clean layer merged to %s %s (%v), want its own %s %s", tree, meta, err, c.RootTree, c.RootMeta)
 	}
-	first, _, err := MergeLayers(context.Background(), r, layers, MergeOptions{})
+	first, _, err := mergeTree(t, r, layers)
 	if err != nil {
 		t.Fatal(err)
 	}
 	before := objectFiles(t, r)
-	second, _, err := MergeLayers(context.Background(), r, layers, MergeOptions{})
+	second, _, err := mergeTree(t, r, layers)
 	if err != nil || second != first {
 		t.Fatalf("second merge %s (%v), first %s", second, err, first)
 	}
@@ -290,9 +324,9 @@ func TestMergeErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := WriteMergeCommit(ctx, r, "merged", tt.layers, nil, time.Unix(0, 0))
+			_, err := WriteImageMergeCommit(ctx, r, "merged", ImageMergeOptions{Layers: tt.layers})
 			if !errors.Is(err, tt.want) {
-				t.Fatalf("WriteMergeCommit: %v, want %v", err, tt.want)
+				t.Fatalf("WriteImageMergeCommit: %v, want %v", err, tt.want)
 			}
 			if _, err := r.ResolveRef("merged"); !errors.Is(err, ostree.ErrRefNotFound) {
 				t.Errorf("ref set after a failed merge: %v", err)
@@ -304,7 +338,7 @@ func TestMergeErrors(t *testing.T) {
 	if err := os.Remove(r.ObjectPath(c.RootTree, ostree.ObjectDirTree)); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := MergeLayers(ctx, r, layers, MergeOptions{}); !errors.Is(err, ostree.ErrObjectNotFound) {
+	if _, _, err := mergeTree(t, r, layers); !errors.Is(err, ostree.ErrObjectNotFound) {
 		t.Errorf("merge over a missing dirtree: %v", err)
 	}
 }
