@@ -29,6 +29,10 @@ var (
 	// ErrPreparedUpdateGone: the registry no longer has the manifest or a
 	// layer of the prepared update; the repository is unchanged.
 	ErrPreparedUpdateGone = errors.New("updatecache: the prepared update is no longer in the registry")
+	// ErrUnsupportedImage: the image's layout (ostree-ext's encapsulation
+	// labels) is one this library cannot import exactly; nothing was
+	// written.
+	ErrUnsupportedImage = errors.New("updatecache: unsupported image layout")
 	// ErrRemoteVerification: the reference asks for the image's OSTree
 	// commit to be verified with an OSTree remote's GPG keys
 	// (ostree-remote-image:, ostree-remote-registry:), which this library

@@ -16,10 +16,12 @@ import (
 	"github.com/osimage/updatecache/internal/registry"
 )
 
-// fetchLayers returns the layer commit of every layer of img, importing the
-// ones the repository lacks, a bounded number at a time.
-func (r *Repo) fetchLayers(ctx context.Context, src *registry.Source, img *Image, opts PullOptions, report func(Progress), res *PullResult) ([]string, error) {
-	commits, missing, err := r.storedLayers(img)
+// fetchLayers returns the commit of every layer of img, importing what
+// the repository lacks or holds wrongly: chunk and derived layers a bounded
+// number at a time, then the commit layer, whose commit needs the chunks'
+// objects. Each blob is fetched once, however often the manifest lists it.
+func (r *Repo) fetchLayers(ctx context.Context, src *registry.Source, img *Image, lay *layout, opts PullOptions, report func(Progress), res *PullResult) ([]string, error) {
+	commits, missing, err := r.storedLayers(ctx, img, lay)
 	if err != nil {
 		return nil, err
 	}
@@ -37,9 +39,21 @@ func (r *Repo) fetchLayers(ctx context.Context, src *registry.Source, img *Image
 			report(Progress{Layer: l.Digest, Index: i, Total: l.Size, Done: l.Size, Reused: true, Finished: true})
 		}
 	}
-	// A digest listed more than once is fetched and imported once.
-	first := map[digest.Digest]int{}
 	var mu sync.Mutex // guards res
+	fetch := func(ctx context.Context, i int) error {
+		lr, err := r.importLayer(ctx, src, img.Layers[i], i, lay, opts, report)
+		if err != nil {
+			return err
+		}
+		commits[i] = lr.Commit
+		mu.Lock()
+		defer mu.Unlock()
+		res.LayersFetched++
+		res.BytesFetched += lr.Size
+		return nil
+	}
+	first := map[digest.Digest]int{}
+	commitLayer := -1
 	g, gctx := errgroup.WithContext(ctx)
 	limit := opts.Concurrency
 	if limit <= 0 {
@@ -51,21 +65,19 @@ func (r *Repo) fetchLayers(ctx context.Context, src *registry.Source, img *Image
 			continue
 		}
 		first[img.Layers[i].Digest] = i
-		g.Go(func() error {
-			lr, err := r.importLayer(gctx, src, img.Layers[i], i, opts, report)
-			if err != nil {
-				return err
-			}
-			commits[i] = lr.Commit
-			mu.Lock()
-			defer mu.Unlock()
-			res.LayersFetched++
-			res.BytesFetched += lr.Size
-			return nil
-		})
+		if lay.kinds[i] == importer.CommitLayer {
+			commitLayer = i
+			continue
+		}
+		g.Go(func() error { return fetch(gctx, i) })
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
+	}
+	if commitLayer >= 0 {
+		if err := fetch(ctx, commitLayer); err != nil {
+			return nil, err
+		}
 	}
 	for _, i := range missing {
 		commits[i] = commits[first[img.Layers[i].Digest]]
@@ -104,17 +116,23 @@ func (r *Repo) layerCommit(d digest.Digest) (string, error) {
 
 // storedLayers looks every layer of img up before any download starts (so
 // that a failure here never leaves imports running behind the returned
-// error): the commit of each layer the repository holds, and the indexes of
-// those it lacks.
-func (r *Repo) storedLayers(img *Image) (commits []string, missing []int, err error) {
+// error): the commit of each layer the repository holds as what that kind
+// of layer makes (ostree-ext trusts blob refs, so one it wrote for a chunk,
+// say, is never taken for a derived layer), and the indexes of the others.
+func (r *Repo) storedLayers(ctx context.Context, img *Image, lay *layout) (commits []string, missing []int, err error) {
 	commits = make([]string, len(img.Layers))
+	checked := map[digest.Digest]string{} // a digest listed twice is checked once
 	for i, l := range img.Layers {
-		commit, err := r.layerCommit(l.Digest)
+		commit, seen := checked[l.Digest]
+		if !seen {
+			if commit, err = r.storedLayer(ctx, l.Digest, lay.kinds[i], lay.base); err != nil {
+				return nil, nil, err
+			}
+			checked[l.Digest] = commit
+		}
 		switch {
-		case err == nil:
+		case commit != "":
 			commits[i] = commit
-		case !errors.Is(err, ostree.ErrRefNotFound):
-			return nil, nil, err
 		case l.DiffID == "":
 			return nil, nil, fmt.Errorf("%w: layer %d (%s) has no diff ID in the config", ErrInvalidMetadata, i, l.Digest)
 		default:
@@ -124,8 +142,26 @@ func (r *Repo) storedLayers(img *Image) (commits []string, missing []int, err er
 	return commits, missing, nil
 }
 
-// importLayer fetches layer i and imports it, reporting its progress.
-func (r *Repo) importLayer(ctx context.Context, src *registry.Source, l Layer, i int, opts PullOptions, report func(Progress)) (*importer.LayerResult, error) {
+// storedLayer returns the commit of the layer d if the repository holds it
+// as what a layer of kind makes, else "".
+func (r *Repo) storedLayer(ctx context.Context, d digest.Digest, kind importer.LayerKind, base string) (string, error) {
+	commit, err := r.layerCommit(d)
+	if err == nil {
+		err = importer.VerifyLayerCommit(ctx, r.ostree, commit, kind, base)
+	}
+	switch {
+	case err == nil:
+		return commit, nil
+	case errors.Is(err, ostree.ErrRefNotFound), errors.Is(err, importer.ErrIncompleteCommit),
+		errors.Is(err, importer.ErrLayerCommitKind), errors.Is(err, importer.ErrCommitMismatch):
+		return "", nil // not there, or not what this layer makes: to import (again)
+	}
+	return "", err
+}
+
+// importLayer fetches layer i and imports it as its kind says, reporting
+// its progress.
+func (r *Repo) importLayer(ctx context.Context, src *registry.Source, l Layer, i int, lay *layout, opts PullOptions, report func(Progress)) (*importer.LayerResult, error) {
 	p := Progress{Layer: l.Digest, Index: i, Total: l.Size}
 	report(p)
 	blob, err := src.Layer(ctx, imgspecv1.Descriptor{MediaType: l.MediaType, Digest: l.Digest, Size: l.Size})
@@ -134,10 +170,16 @@ func (r *Repo) importLayer(ctx context.Context, src *registry.Source, l Layer, i
 	}
 	defer blob.Close()
 	counted := &progressReader{r: blob, onRead: func(n int64) { p.Done += n; report(p) }}
-	lr, err := importer.ImportLayer(ctx, r.ostree, counted, importer.LayerOptions{
-		Blob:    importer.Blob{MediaType: l.MediaType, Digest: l.Digest.String(), DiffID: l.DiffID.String(), MaxSize: opts.MaxLayerSize},
-		KeepVar: opts.KeepVar, AllowNonUsr: opts.AllowNonUsr,
-	})
+	b := importer.Blob{MediaType: l.MediaType, Digest: l.Digest.String(), DiffID: l.DiffID.String(), MaxSize: opts.MaxLayerSize}
+	var lr *importer.LayerResult
+	switch lay.kinds[i] {
+	case importer.CommitLayer:
+		lr, err = importer.ImportCommitLayer(ctx, r.ostree, counted, importer.CommitLayerOptions{Blob: b, Commit: lay.base})
+	case importer.ObjectSetLayer:
+		lr, err = importer.ImportObjectSetLayer(ctx, r.ostree, counted, b)
+	default:
+		lr, err = importer.ImportLayer(ctx, r.ostree, counted, importer.LayerOptions{Blob: b, KeepVar: opts.KeepVar, AllowNonUsr: opts.AllowNonUsr})
+	}
 	switch {
 	case errors.Is(err, importer.ErrDigestMismatch):
 		err = fmt.Errorf("%w: %w", ErrDigestMismatch, err)
@@ -145,7 +187,7 @@ func (r *Repo) importLayer(ctx context.Context, src *registry.Source, l Layer, i
 		err = fmt.Errorf("%w: %w", ErrTooLarge, err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("layer %s: %w", l.Digest, err)
+		return nil, fmt.Errorf("%s %s: %w", lay.kinds[i], l.Digest, err)
 	}
 	p.Finished = true
 	report(p)

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
+
+	"github.com/osimage/updatecache/internal/keys"
 )
 
 // Image metadata: what the cache shows about an image, derived only from its
@@ -52,7 +54,12 @@ type Image struct {
 	// commitTime is what ostree-ext dates a merge commit by: the manifest
 	// annotation org.opencontainers.image.created, else the config's
 	// created time; zero when neither is set.
-	commitTime   time.Time
+	commitTime time.Time
+	// ostreeCommit and finalDiffID are the config labels of an image
+	// ostree-ext encapsulated (keys.CommitLabel, keys.FinalDiffIDLabel);
+	// empty for a plain image.
+	ostreeCommit string
+	finalDiffID  digest.Digest
 	OS           string
 	Architecture string
 	Variant      string
@@ -146,6 +153,8 @@ func parseImage(manifestDigest digest.Digest, manifest, config []byte) (*Image, 
 			img.Version = c.Config.Labels[labelVersion]
 		}
 		img.Timestamp = parseTime(c.Config.Labels[ociCreated])
+		img.ostreeCommit = c.Config.Labels[keys.CommitLabel]
+		img.finalDiffID = digest.Digest(c.Config.Labels[keys.FinalDiffIDLabel])
 		if c.Created != nil {
 			img.Timestamp = cmp.Or(img.Timestamp, c.Created.UTC())
 			img.commitTime = cmp.Or(img.commitTime, c.Created.UTC())

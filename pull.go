@@ -183,6 +183,10 @@ func (r *Repo) pull(ctx context.Context, req pullRequest, opts PullOptions) (*Pu
 	if req.top != "" {
 		img.TopDigest = req.top
 	}
+	lay, err := layoutOf(img)
+	if err != nil {
+		return nil, err
+	}
 	res := &PullResult{Image: req.target.name, Pulled: *img}
 	if d := req.deployed; d != nil && d.deployed.ManifestDigest == img.ManifestDigest {
 		res.MergeCommit, res.AlreadyDeployed = d.deployed.MergeCommit, true
@@ -197,7 +201,7 @@ func (r *Repo) pull(ctx context.Context, req pullRequest, opts PullOptions) (*Pu
 	}
 
 	report := newProgressReporter(opts.Progress, len(img.Layers))
-	layerCommits, err := r.fetchLayers(ctx, src, img, opts, report, res)
+	layerCommits, err := r.fetchLayers(ctx, src, img, lay, opts, report, res)
 	if err != nil {
 		return nil, fmt.Errorf("pulling %s: %w", req.from.name, err)
 	}
@@ -211,7 +215,12 @@ func (r *Repo) pull(ctx context.Context, req pullRequest, opts PullOptions) (*Pu
 	case ts.Before(time.Unix(0, 0)):
 		ts = time.Unix(0, 0)
 	}
-	res.MergeCommit, err = importer.WriteMergeCommit(ctx, r.ostree, targetRef, layerCommits, mergeCommitMetadata(f), ts.UTC().Truncate(time.Second))
+	res.MergeCommit, err = importer.WriteImageMergeCommit(ctx, r.ostree, targetRef, importer.ImageMergeOptions{
+		Base:      lay.base,
+		Layers:    lay.derived(layerCommits),
+		Metadata:  mergeCommitMetadata(f),
+		Timestamp: ts.UTC().Truncate(time.Second),
+	})
 	if err != nil {
 		return nil, fmt.Errorf("writing the merge commit of %s: %w", req.target.name, err)
 	}

@@ -18,6 +18,7 @@ import (
 const (
 	ModeArchive  = string(ostree.ModeArchive)
 	ModeBareUser = string(ostree.ModeBareUser)
+	ModeBare     = string(ostree.ModeBare) // needs root: files keep their owners and xattrs
 )
 
 // CreateRepo creates an empty OSTree repository at path, as `ostree init
