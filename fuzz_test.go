@@ -237,8 +237,8 @@ func FuzzImageMetadata(f *testing.F) {
 		rootfs["diff_ids"] = rootfs["diff_ids"].([]any)[:1]
 	}))
 	annotated, err := updatecachetest.NewImage(updatecachetest.ImageSpec{
-		Annotations: map[string]string{ociCreated: "2025-06-07T08:09:10.5+02:00"},
-		Labels:      map[string]string{labelVersion: "7"},
+		Annotations: map[string]string{keys.CreatedLabel: "2025-06-07T08:09:10.5+02:00"},
+		Labels:      map[string]string{keys.LegacyVersionLabel: "7"},
 	})
 	if err != nil {
 		f.Fatal(err)

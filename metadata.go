@@ -14,15 +14,6 @@ import (
 // Image metadata: what the cache shows about an image, derived only from its
 // manifest and config JSON. Nothing here touches the network or the repository.
 
-// Labels and annotations that carry an image's version and creation time.
-const (
-	labelOCIVersion = "org.opencontainers.image.version"
-	labelVersion    = "version"
-	// ociCreated is both a config label (what bootc shows) and a manifest
-	// annotation (what ostree-ext dates its merge commit by).
-	ociCreated = "org.opencontainers.image.created"
-)
-
 // Layer is one layer of an image as its manifest describes it.
 type Layer struct {
 	Digest    digest.Digest `json:"digest"`
@@ -140,7 +131,7 @@ func parseImage(manifestDigest digest.Digest, manifest, config []byte) (*Image, 
 		}
 		img.Layers = append(img.Layers, Layer{Digest: d, Size: l.Size, MediaType: l.MediaType})
 	}
-	img.commitTime = parseTime(m.Annotations[ociCreated])
+	img.commitTime = parseTime(m.Annotations[keys.CreatedLabel])
 
 	var c *configJSON
 	if err := json.Unmarshal(config, &c); err != nil {
@@ -148,11 +139,11 @@ func parseImage(manifestDigest digest.Digest, manifest, config []byte) (*Image, 
 	}
 	if c != nil {
 		img.OS, img.Architecture, img.Variant = c.OS, c.Architecture, c.Variant
-		img.Version = c.Config.Labels[labelOCIVersion]
+		img.Version = c.Config.Labels[keys.VersionLabel]
 		if img.Version == "" {
-			img.Version = c.Config.Labels[labelVersion]
+			img.Version = c.Config.Labels[keys.LegacyVersionLabel]
 		}
-		img.Timestamp = parseTime(c.Config.Labels[ociCreated])
+		img.Timestamp = parseTime(c.Config.Labels[keys.CreatedLabel])
 		img.ostreeCommit = c.Config.Labels[keys.CommitLabel]
 		img.finalDiffID = digest.Digest(c.Config.Labels[keys.FinalDiffIDLabel])
 		if c.Created != nil {

@@ -16,6 +16,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	imgspec "github.com/opencontainers/image-spec/specs-go"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/osimage/updatecache/internal/keys"
 )
 
 // Media types of Docker's image manifest format (schema 2).
@@ -28,7 +30,7 @@ const (
 )
 
 // VersionLabel is the config label holding an image's version.
-const VersionLabel = "org.opencontainers.image.version"
+const VersionLabel = keys.VersionLabel
 
 // Format selects the manifest format of an image.
 type Format int

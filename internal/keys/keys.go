@@ -67,3 +67,15 @@ const (
 	BootcLabel    = "containers.bootc"
 	LinuxLabel    = "ostree.linux"
 )
+
+// Labels of any image that say what it is.
+const (
+	// VersionLabel is the image's version; LegacyVersionLabel ("version")
+	// is read when it is missing, as ostree-ext and bootc do.
+	VersionLabel       = "org.opencontainers.image.version"
+	LegacyVersionLabel = "version"
+	// CreatedLabel is when the image was made: a config label (what bootc
+	// shows) and a manifest annotation (what ostree-ext dates its merge
+	// commit by).
+	CreatedLabel = "org.opencontainers.image.created"
+)
