@@ -43,6 +43,9 @@ var (
 	// ErrHardlink: a hard link's target is missing from the layer so far,
 	// was filtered out, or is a directory.
 	ErrHardlink = invalidLayer("invalid hard link")
+	// ErrTooManyEntries: a directory of the layer has more than
+	// MaxDirEntries entries, or the layer more than MaxLayerEntries.
+	ErrTooManyEntries = invalidLayer("directory with too many entries")
 	// ErrLayerTooLarge: the uncompressed layer exceeds LayerOptions.MaxSize.
 	ErrLayerTooLarge = invalidLayer("uncompressed layer over the size cap")
 

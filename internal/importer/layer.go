@@ -9,6 +9,7 @@ import (
 	"io"
 	"maps"
 	"math"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -309,10 +310,13 @@ func (li *layerImport) readTar(ctx context.Context, tr *tar.Reader) error {
 		return err
 	}
 	li.root = ostree.NewMutableTree(rootMeta)
-	for {
+	for entries := 1; ; entries++ {
 		hdr, err := tr.Next()
 		if err == io.EOF {
 			return nil
+		}
+		if entries > MaxLayerEntries {
+			return fmt.Errorf("%w: more than %d entries in the layer", ErrTooManyEntries, MaxLayerEntries)
 		}
 		if errors.Is(err, tar.ErrInsecurePath) {
 			// Returned with the header under GODEBUG=tarinsecurepath=0;
@@ -394,7 +398,7 @@ func (li *layerImport) entry(ctx context.Context, hdr *tar.Header, content io.Re
 			return err
 		}
 		dir.SetMetaChecksum(dm)
-		return nil
+		return checkDirSize(parent, dirPath)
 	case tar.TypeLink:
 		if sum, err = li.linkTarget(hdr.Linkname); err != nil {
 			return err
@@ -417,7 +421,7 @@ func (li *layerImport) entry(ctx context.Context, hdr *tar.Header, content io.Re
 		}
 		return err
 	}
-	return nil
+	return checkDirSize(parent, dirPath)
 }
 
 // isSparse reports a GNU sparse file, old-style or in PAX records.
@@ -493,13 +497,39 @@ func (li *layerImport) parent(ctx context.Context, dirPath string, uid, gid uint
 	}
 	dir = li.root
 	dir.SetMetaChecksum(meta)
+	above := ""
 	for c := range strings.SplitSeq(dirPath, "/") {
+		parent := dir
 		if dir, err = dir.EnsureDir(strings.Clone(c), meta); err != nil {
 			return nil, err
 		}
+		if err := checkDirSize(parent, above); err != nil {
+			return nil, err
+		}
 		dir.SetMetaChecksum(meta)
+		above = path.Join(above, c)
 	}
 	return dir, nil
+}
+
+// The tree being built is held in memory (as libostree holds its mutable
+// tree), about 110 bytes per entry, so a hostile layer could grow it
+// without bound: the entries of one directory are capped at ten times the
+// largest directory of the OS images seen (a manual section, a firmware
+// tree), and those of a layer at ten times the files of a whole Fedora
+// CoreOS tree (ErrTooManyEntries).
+const (
+	MaxDirEntries   = 100_000
+	MaxLayerEntries = 1_000_000
+)
+
+// checkDirSize refuses a directory that has grown past MaxDirEntries.
+func checkDirSize(dir *ostree.MutableTree, dirPath string) error {
+	n, err := dir.Len()
+	if err == nil && n > MaxDirEntries {
+		err = fmt.Errorf("%w: %q has more than %d entries", ErrTooManyEntries, "/"+dirPath, MaxDirEntries)
+	}
+	return err
 }
 
 // walk looks up the directory dirPath. It reports missing (and returns

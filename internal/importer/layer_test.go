@@ -552,3 +552,34 @@ func dirSize(t *testing.T, dir string) int64 {
 	}
 	return n
 }
+
+// TestImportTooManyEntries: a directory with more than MaxDirEntries
+// entries is refused as the entries arrive (the tree built so far stays
+// small) and nothing is written.
+func TestImportTooManyEntries(t *testing.T) {
+	r := newRepo(t, ostree.ModeBareUser)
+	pr, pw := io.Pipe()
+	go func() {
+		tw := tar.NewWriter(pw)
+		for i := range MaxDirEntries + 10 {
+			if err := tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("usr/many/f%07d", i), Typeflag: tar.TypeReg, Mode: 0o644}); err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+		}
+		pw.CloseWithError(tw.Close())
+	}()
+	before := topLevel(t, r)
+	d := "sha256:" + strings.Repeat("0", 64) // never reached: the import stops first
+	_, err := ImportLayer(context.Background(), r, pr, LayerOptions{Blob: Blob{MediaType: mediaTar, Digest: d, DiffID: d}})
+	pr.CloseWithError(io.ErrClosedPipe)
+	if !errors.Is(err, ErrTooManyEntries) || !errors.Is(err, ErrInvalidLayer) {
+		t.Fatalf("ImportLayer = %v, want ErrTooManyEntries", err)
+	}
+	if after := topLevel(t, r); !maps.Equal(before, after) {
+		t.Errorf("repository top level changed from %v to %v", before, after)
+	}
+	if refs, err := r.ListRefs(""); err != nil || len(refs) > 0 {
+		t.Errorf("refs after a refused import: %v, %v", refs, err)
+	}
+}

@@ -2,6 +2,7 @@ package ostree
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -29,13 +30,13 @@ type MutableTree struct {
 	// Until loaded, files and dirs are nil and tree is their source.
 	tree   string
 	loaded bool
-	files  map[string]string
+	files  map[string][sha256.Size]byte // content checksums, raw: half the memory of hex
 	dirs   map[string]*MutableTree
 }
 
 // NewMutableTree returns an empty directory with the given dirmeta.
 func NewMutableTree(metaChecksum string) *MutableTree {
-	return &MutableTree{meta: metaChecksum, loaded: true, files: map[string]string{}, dirs: map[string]*MutableTree{}}
+	return &MutableTree{meta: metaChecksum, loaded: true, files: map[string][sha256.Size]byte{}, dirs: map[string]*MutableTree{}}
 }
 
 // OpenMutableTree returns the directory stored as the given dirtree and
@@ -66,9 +67,9 @@ func (t *MutableTree) load() error {
 	if err != nil {
 		return err
 	}
-	t.files = make(map[string]string, len(files))
+	t.files = make(map[string][sha256.Size]byte, len(files))
 	for _, f := range files {
-		t.files[f.Name] = f.Checksum
+		t.files[f.Name] = sumOf(f.Checksum)
 	}
 	t.dirs = make(map[string]*MutableTree, len(dirs))
 	for _, d := range dirs {
@@ -91,7 +92,19 @@ func (t *MutableTree) Lookup(name string) (file string, dir *MutableTree, err er
 	if err := t.load(); err != nil {
 		return "", nil, err
 	}
-	return t.files[name], t.dirs[name], nil
+	if sum, ok := t.files[name]; ok {
+		file = hex.EncodeToString(sum[:])
+	}
+	return file, t.dirs[name], nil
+}
+
+// Len returns how many entries (files and directories) the directory has;
+// an unloaded one is read.
+func (t *MutableTree) Len() (int, error) {
+	if err := t.load(); err != nil {
+		return 0, err
+	}
+	return len(t.files) + len(t.dirs), nil
 }
 
 // SetFile makes name the content object checksum, replacing a file of
@@ -113,7 +126,7 @@ func (t *MutableTree) SetFile(name, checksum string, replaceDir bool) error {
 		}
 		delete(t.dirs, name)
 	}
-	t.files[name] = checksum
+	t.files[name] = sumOf(checksum)
 	return nil
 }
 
@@ -165,7 +178,7 @@ func (t *MutableTree) Remove(name string) (bool, error) {
 
 // Clear empties the directory, keeping its dirmeta.
 func (t *MutableTree) Clear() {
-	t.files, t.dirs, t.loaded, t.tree = map[string]string{}, map[string]*MutableTree{}, true, ""
+	t.files, t.dirs, t.loaded, t.tree = map[string][sha256.Size]byte{}, map[string]*MutableTree{}, true, ""
 }
 
 // WriteDirMeta stages the dirmeta object for a directory (meta.Mode must
@@ -205,10 +218,11 @@ func (s *Stage) writeTree(ctx context.Context, t *MutableTree, depth int) (strin
 	contentType := s.repo.contentObjectType()
 	files := make([]DirTreeFile, 0, len(t.files))
 	for name, sum := range t.files {
-		if err := s.require(sum, contentType); err != nil {
+		checksum := hex.EncodeToString(sum[:])
+		if err := s.requireKey(objectKey{sum: sum, t: contentType}, checksum); err != nil {
 			return "", err
 		}
-		files = append(files, DirTreeFile{Name: name, Checksum: sum})
+		files = append(files, DirTreeFile{Name: name, Checksum: checksum})
 	}
 	dirs := make([]DirTreeDir, 0, len(t.dirs))
 	for name, d := range t.dirs {
@@ -230,15 +244,17 @@ func (s *Stage) require(checksum string, t ObjectType) error {
 	if !ValidChecksum(checksum) {
 		return fmt.Errorf("%w: %s %q", ErrInvalidChecksum, t, checksum)
 	}
-	var k objectKey
-	hex.Decode(k.sum[:], []byte(checksum))
-	k.t = t
+	return s.requireKey(objectKey{sum: sumOf(checksum), t: t}, checksum)
+}
+
+// requireKey is require of an object given by key (checksum is its hex).
+func (s *Stage) requireKey(k objectKey, checksum string) error {
 	ok, err := s.present(k)
 	if err != nil {
 		return err
 	}
 	if !ok {
-		return fmt.Errorf("%w: %s %s", ErrObjectNotFound, t, checksum)
+		return fmt.Errorf("%w: %s %s", ErrObjectNotFound, k.t, checksum)
 	}
 	return nil
 }
