@@ -76,16 +76,11 @@ func TestPruneKeepsPreparedLayers(t *testing.T) {
 	require.NoError(t, err)
 	e.push(v2)
 	require.True(t, e.mustPrepare().Persisted())
-	// A pull of v2 by another name stands in for an interrupted pull that
-	// imported v2's layers but wrote no merge commit for this image.
-	other := e.reg.Ref("os/base", v2.ManifestDigest.String())
-	_, err = updatecache.Pull(e.ctx, e.repo, other, e.pullOptions())
-	require.NoError(t, err)
-	otherRef, err := ostree.ImageRefName(other)
-	require.NoError(t, err)
+	// An interrupted pull that imported v2's layers but wrote no merge
+	// commit for this image.
 	repo, err := ostree.Open(e.repoPath)
 	require.NoError(t, err)
-	require.NoError(t, repo.DeleteRef(e.ctx, otherRef))
+	importLayerOf(t, e, repo, v2, 1)
 
 	res, err := updatecache.Prune(e.ctx, e.repo, updatecache.PruneOptions{})
 	require.NoError(t, err)
