@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/osimage/updatecache/internal/testtool"
 	"github.com/osimage/updatecache/updatecachetest"
 )
 
@@ -94,7 +95,7 @@ func run(ctx context.Context, c config, work string, out io.Writer) error {
 	if b.run, err = newRunner(work); err != nil {
 		return err
 	}
-	if b.reg, err = startRegistry(work); err != nil {
+	if b.reg, err = startRegistry(work, testtool.RegistryConfig{}); err != nil {
 		return err
 	}
 	defer b.reg.stop()
