@@ -17,10 +17,11 @@ import (
 // file, an empty registries.conf and a home of their own, so neither the
 // machine's nor the user's configuration changes what they do.
 type runner struct {
-	dir        string
-	authFile   string
-	policyFile string // accepts anything, for skopeo copy
-	env        []string
+	dir            string
+	authFile       string
+	registriesConf string
+	policyFile     string // accepts anything, for skopeo copy
+	env            []string
 }
 
 func newRunner(dir string) (*runner, error) {
@@ -31,11 +32,11 @@ func newRunner(dir string) (*runner, error) {
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return nil, err
 	}
-	r := &runner{dir: dir, authFile: filepath.Join(dir, "auth.json"), policyFile: filepath.Join(dir, "policy.json")}
-	conf := filepath.Join(dir, "registries.conf")
+	r := &runner{dir: dir, authFile: filepath.Join(dir, "auth.json"), registriesConf: filepath.Join(dir, "registries.conf"),
+		policyFile: filepath.Join(dir, "policy.json")}
 	for _, f := range []struct{ path, content string }{
 		{r.authFile, "{}\n"},
-		{conf, ""},
+		{r.registriesConf, ""},
 		{r.policyFile, `{"default": [{"type": "insecureAcceptAnything"}]}` + "\n"},
 	} {
 		if err := os.WriteFile(f.path, []byte(f.content), 0o600); err != nil {
@@ -49,8 +50,15 @@ func newRunner(dir string) (*runner, error) {
 			r.env = append(r.env, kv)
 		}
 	}
-	r.env = append(r.env, "HOME="+home, "XDG_RUNTIME_DIR="+home, "CONTAINERS_REGISTRIES_CONF="+conf)
+	r.env = append(r.env, "HOME="+home, "XDG_RUNTIME_DIR="+home, "CONTAINERS_REGISTRIES_CONF="+r.registriesConf)
 	return r, nil
+}
+
+// skopeo returns the command line of a skopeo command reading
+// registriesConf: skopeo 1.9 ignores CONTAINERS_REGISTRIES_CONF and reads
+// the machine's file unless given its (hidden) global flag.
+func skopeo(registriesConf string, args ...string) []string {
+	return append([]string{"skopeo", "--registries-conf", registriesConf}, args...)
 }
 
 // sample is one run of a command.
