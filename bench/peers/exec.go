@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -101,6 +103,21 @@ func (r *runner) run(argv ...string) (sample, []byte, error) {
 	}
 	s.MaxRSS = kib << 10
 	return s, out.Bytes(), nil
+}
+
+// output runs argv unmeasured, so that many can run at once, with
+// registriesConf as its registries.conf, and returns its standard output;
+// a failing command is an error quoting its output.
+func (r *runner) output(ctx context.Context, registriesConf string, argv ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	// The last value of a variable is the one a command gets.
+	cmd.Env = append(slices.Clip(r.env), "CONTAINERS_REGISTRIES_CONF="+registriesConf)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("%s: %w\n%s%s", strings.Join(argv, " "), err, out.Bytes(), errOut.Bytes())
+	}
+	return out.Bytes(), nil
 }
 
 // summary condenses samples: the median wall time and its spread, the
