@@ -32,6 +32,7 @@ IMPORT_BIG=${IMPORT_BIG:-3}
 IMPORT_BIG_MIB=${IMPORT_BIG_MIB:-50}
 FLEET_SIZES=${FLEET_SIZES:-1,100,1000} # machines checking at once
 FLEET_PROCS=${FLEET_PROCS:-100}  # most check processes running at once
+FLEET_AUTH=${FLEET_AUTH:-token}  # the fleet's origin: token (anonymous pull tokens) or none
 SECTIONS=${SECTIONS:-peers query import fleet}
 LOAD_WAIT_MIN=${LOAD_WAIT_MIN:-0} # minutes to wait for a quiet machine; 0: do not wait
 LOAD_MAX=${LOAD_MAX:-1.0}
@@ -102,7 +103,7 @@ if has fleet; then
 	load_fleet_start=$(cut -d' ' -f1-3 /proc/loadavg)
 	fleet_started=$(date +%s)
 	"$WORK/peers" -updatecache "$WORK/updatecache" -sections fleet -delay "$DELAY" \
-		-fleet-sizes "$FLEET_SIZES" -fleet-procs "$FLEET_PROCS" -work "$WORK/fleet-work" >"$WORK/fleet.md"
+		-fleet-sizes "$FLEET_SIZES" -fleet-procs "$FLEET_PROCS" -fleet-auth "$FLEET_AUTH" -work "$WORK/fleet-work" >"$WORK/fleet.md"
 	fleet_s=$(($(date +%s) - fleet_started))
 	load_fleet_end=$(cut -d' ' -f1-3 /proc/loadavg)
 fi
@@ -172,7 +173,7 @@ The machine is shared with other work, so timings carry its noise: the load aver
 much. Request and byte counts do not depend on load.
 
 Settings: RUNS=$RUNS DELAY=$DELAY PULL_RUNS=$PULL_RUNS PULL_MIB=$PULL_MIB COUNT=$COUNT
-IMPORT_FILES=$IMPORT_FILES IMPORT_BIG=$IMPORT_BIG IMPORT_BIG_MIB=$IMPORT_BIG_MIB FLEET_SIZES=$FLEET_SIZES FLEET_PROCS=$FLEET_PROCS.
+IMPORT_FILES=$IMPORT_FILES IMPORT_BIG=$IMPORT_BIG IMPORT_BIG_MIB=$IMPORT_BIG_MIB FLEET_SIZES=$FLEET_SIZES FLEET_PROCS=$FLEET_PROCS FLEET_AUTH=$FLEET_AUTH.
 
 EOF
 }
@@ -262,7 +263,7 @@ note() {
 	if [ "$1" = fleet ]; then
 		local load="; load average (1, 5, 15 min) $load_fleet_start at their start, $load_fleet_end at their end"
 		[ -z "$partial" ] || load=
-		n="${n:+$n }The fleet runs took $fleet_s s$load. Settings: FLEET_SIZES=$FLEET_SIZES FLEET_PROCS=$FLEET_PROCS DELAY=$DELAY."
+		n="${n:+$n }The fleet runs took $fleet_s s$load. Settings: FLEET_SIZES=$FLEET_SIZES FLEET_PROCS=$FLEET_PROCS FLEET_AUTH=$FLEET_AUTH DELAY=$DELAY."
 	fi
 	awk -v note="$n" '{ print } note != "" && !done && /^## / { print ""; print note; done = 1 }'
 }

@@ -61,9 +61,10 @@ func (e *fleetEnv) close() {
 	}
 }
 
-// newFleetEnv writes, under dir, a registries.conf that marks the origin
-// plain HTTP, as a fleet's would, and with viaCache starts an empty
-// pull-through cache of the origin and names it the origin's mirror. Each
+// newFleetEnv writes, under dir, a registries.conf that names the origin
+// (insecure: it serves plain HTTP on loopback), and with viaCache starts an
+// empty pull-through cache of the origin and names it the origin's mirror
+// (insecure too), as a fleet's registries.conf would. Each
 // env has a directory of its own, since containers/image caches a parsed
 // registries.conf by its path.
 func (b *bench) newFleetEnv(dir string, viaCache bool) (*fleetEnv, error) {
@@ -78,9 +79,9 @@ func (b *bench) newFleetEnv(dir string, viaCache bool) (*fleetEnv, error) {
 	// --tls-verify=false.
 	sys.DockerInsecureSkipTLSVerify = types.OptionalBoolUndefined
 	e := &fleetEnv{conf: sys.SystemRegistriesConfPath, sys: sys}
-	conf := fmt.Sprintf("[[registry]]\nlocation = %q\ninsecure = true\n", b.wire.host())
+	conf := fmt.Sprintf("[[registry]]\nlocation = %q\ninsecure = true\n", b.origin.host)
 	if viaCache {
-		e.cache, err = startRegistry(filepath.Join(dir, "cache"), testtool.RegistryConfig{ProxyRemoteURL: "http://" + b.wire.host()})
+		e.cache, err = startRegistry(filepath.Join(dir, "cache"), testtool.RegistryConfig{ProxyRemoteURL: "http://" + b.origin.host})
 		if err != nil {
 			return nil, fmt.Errorf("starting the pull-through cache: %w", err)
 		}
@@ -93,7 +94,7 @@ func (b *bench) newFleetEnv(dir string, viaCache bool) (*fleetEnv, error) {
 	return e, nil
 }
 
-func (b *bench) fleetRef() string { return "docker://" + b.wire.host() + "/" + fleetRepo + ":stable" }
+func (b *bench) fleetRef() string { return "docker://" + b.origin.host + "/" + fleetRepo + ":stable" }
 
 func (b *bench) fleetTools() []fleetTool {
 	ref := b.fleetRef()
@@ -175,7 +176,7 @@ type fleetResult struct {
 	round    fleetRound
 	n        int
 	tool     string
-	counts   updatecachetest.Counts
+	counts   originCounts
 	wire     wireStats
 	latency  []time.Duration // of the checks that succeeded, sorted
 	failed   int
@@ -204,12 +205,16 @@ func (b *bench) runFleet() (*updatecachetest.Image, []fleetResult, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if b.origin, err = b.startFleetOrigin(b.cfg.fleetAuth); err != nil {
+		return nil, nil, err
+	}
+	defer b.origin.close()
+	// The machines' repositories name the image by the origin's address.
 	machines, err := b.fleetMachines(slices.Max(b.cfg.fleetSizes), v1)
 	if err != nil {
 		return nil, nil, err
 	}
-	b.proxy.AddFault(updatecachetest.Fault{Delay: b.cfg.delay})
-	defer b.proxy.ClearFaults()
+	defer b.origin.delay(b.cfg.delay)()
 	var results []fleetResult
 	for _, n := range b.cfg.fleetSizes {
 		for _, viaCache := range []bool{false, true} {
@@ -247,7 +252,7 @@ func (b *bench) fleetSeries(t fleetTool, machines []string, viaCache bool, v1, v
 		if r.v2 {
 			img, want = v2, fleetWant{v2.ManifestDigest, updatecache.UpdateCached}
 		}
-		if err := b.push(fleetRepo, "stable", img); err != nil {
+		if _, err := updatecachetest.Push(b.ctx, b.origin.regHost, fleetRepo, "stable", img, b.origin.push); err != nil {
 			return nil, err
 		}
 		res, err := b.fleetRound(t, e, machines, want)
@@ -302,10 +307,9 @@ func (b *bench) clearFleet(machines []string) error {
 // most -fleet-procs at a time), and measures what the origin saw.
 func (b *bench) fleetRound(t fleetTool, e *fleetEnv, machines []string, want fleetWant) (fleetResult, error) {
 	res := fleetResult{tool: t.name}
-	if err := b.wire.reset(); err != nil {
+	if err := b.origin.reset(); err != nil {
 		return res, err
 	}
-	b.proxy.Reset()
 	latency := make([]time.Duration, len(machines))
 	errs := make([]error, len(machines))
 	workers := len(machines)
@@ -331,10 +335,9 @@ func (b *bench) fleetRound(t fleetTool, e *fleetEnv, machines []string, want fle
 	wg.Wait()
 	res.wall = time.Since(start)
 	var err error
-	if res.wire, err = b.wire.stats(); err != nil {
+	if res.counts, res.wire, err = b.origin.stats(); err != nil {
 		return res, err
 	}
-	res.counts = b.proxy.Counts()
 	for i, err := range errs {
 		if err != nil {
 			if res.failed == 0 {
@@ -357,7 +360,7 @@ func (b *bench) printFleet(v1 *updatecachetest.Image, results []fleetResult) {
 	b.printf("N machines check the same tag at the same moment (the worst case, no timer jitter), each with an OSTree\n")
 	b.printf("repository of its own with v1 deployed, in rounds: \"no update\" (the tag on v1), \"new update\" (the tag moved to v2,\n")
 	b.printf("nothing cached on the machines), \"repeated check\" (v2 cached by the round before). The origin is docker-registry\n")
-	b.printf("behind the counting proxy and the byte-counting relay, %v away per request (the proxy delays each one); \"via cache\" puts a\n", b.cfg.delay)
+	b.printf("%s, behind the counting proxy and the byte-counting relay, %v away per request (the proxy delays each one); \"via cache\" puts a\n", originAuthText[b.cfg.fleetAuth], b.cfg.delay)
 	b.printf("second docker-registry in proxy mode (`proxy: remoteurl:` the origin, on loopback, so near the machines) in between, named\n")
 	b.printf("in registries.conf as a `[[registry.mirror]]` of the origin, started empty for each tool and size. Both entries are\n")
 	b.printf("`insecure = true` (plain HTTP), so each check first tries HTTPS: that TLS probe goes to the first registry asked (the\n")
@@ -370,17 +373,17 @@ func (b *bench) printFleet(v1 *updatecachetest.Image, results []fleetResult) {
 	b.printf("  running at once (so at N above %d the origin sees at most %d checks at a time); latency is the process's wall time,\n", b.cfg.fleetProcs, b.cfg.fleetProcs)
 	b.printf("  start-up included, not the wait for a slot.\n")
 	b.printf("- Per check: the origin's counts divided by N. Latency: p50 and p99 of the checks' own times; round: wall time of all N.\n\n")
-	b.printf("| topology | cache holds | round | N | tool | requests | `/v2/` ping | manifest HEAD | manifest GET | blob GET | other | bytes from origin | bytes to origin | connections | TLS probes | failed | p50 ms | p99 ms | round s |\n")
-	b.printf("| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	b.printf("| topology | cache holds | round | N | tool | requests | `/v2/` ping | token | manifest HEAD | manifest GET | blob GET | other | bytes from origin | bytes to origin | connections | TLS probes | failed | p50 ms | p99 ms | round s |\n")
+	b.printf("| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, r := range results {
 		n, c := float64(r.n), r.counts
 		cache := r.round.cache
 		if cache == "" {
 			cache = "–"
 		}
-		b.printf("| %s | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %.0f | %.0f | %s | %s | %d | %s | %s | %s |\n",
+		b.printf("| %s | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %.0f | %.0f | %s | %s | %d | %s | %s | %s |\n",
 			r.topology, cache, r.round.name, r.n, r.tool,
-			perCheck(c.Total, n), perCheck(c.Ping, n), perCheck(c.ManifestHEAD, n), perCheck(c.ManifestGET, n), perCheck(c.BlobGET, n), perCheck(r.other(), n),
+			perCheck(c.Total, n), perCheck(c.Ping, n), perCheck(c.Token, n), perCheck(c.ManifestHEAD, n), perCheck(c.ManifestGET, n), perCheck(c.BlobGET, n), perCheck(c.Other(), n),
 			float64(r.wire.Down)/n, float64(r.wire.Up)/n, perCheck(int(r.wire.Conns), n), perCheck(int(r.wire.TLSProbes), n),
 			r.failed, ms(quantile(r.latency, 0.5)), ms(quantile(r.latency, 0.99)), secs(r.wall))
 	}
@@ -388,10 +391,10 @@ func (b *bench) printFleet(v1 *updatecachetest.Image, results []fleetResult) {
 	b.printFleetSummary(results)
 }
 
-// other counts the requests the table has no column for.
-func (r fleetResult) other() int {
-	c := r.counts
-	return c.Total - c.Ping - c.ManifestHEAD - c.ManifestGET - c.BlobGET
+// originAuthText describes the origin's auth in the section's text.
+var originAuthText = map[string]string{
+	authToken: "with token auth (its token service, which gives anonymous clients pull tokens as public registries do, counted as part of it)",
+	authNone:  "without auth",
 }
 
 // perCheck formats a count divided by the number of checks, to three

@@ -14,8 +14,8 @@ import (
 // TestFleet runs the fleet section's rounds for a fleet of three with the
 // real registry, its proxy mode and skopeo, and checks what the table
 // reports: every check succeeds, each check has connections of its own,
-// and the origin's counts are those of each tool's requests, straight and
-// through the cache.
+// and the origin's counts (token service included) are those of each
+// tool's requests, straight and through the cache.
 func TestFleet(t *testing.T) {
 	for _, tool := range [][2]string{{"docker-registry", "docker-registry"}, {"skopeo", "skopeo"}, {"time", "time"}, {"go", "golang-go"}} {
 		testtool.Need(t, tool[0], tool[1])
@@ -29,7 +29,7 @@ func TestFleet(t *testing.T) {
 		t.Fatalf("building the CLI: %v\n%s", err, out)
 	}
 	const n = 3
-	b, err := newBench(context.Background(), config{updatecache: bin, fleetSizes: []int{n}, fleetProcs: 2}, work, io.Discard)
+	b, err := newBench(context.Background(), config{updatecache: bin, fleetSizes: []int{n}, fleetProcs: 2, fleetAuth: authToken}, work, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,21 +44,22 @@ func TestFleet(t *testing.T) {
 
 	const prepare, cli, skopeo = "updatecache: Prepare, goroutines", "updatecache check, processes", "skopeo inspect --no-tags, processes"
 	cold, warm, newOnly, bothWarm := cacheRounds[0].cache, cacheRounds[1].cache, cacheRounds[2].cache, cacheRounds[3].cache
-	type want struct{ head, manifestGET, blobGET int }
+	type want struct{ token, head, manifestGET, blobGET int }
 	tests := []struct {
 		topology, round, cache string
 		tools                  []string
 		want                   want
 	}{
-		{"direct", "no update", "", []string{prepare, cli}, want{n, 0, 0}},
-		{"direct", "new update", "", []string{prepare, cli}, want{n, n, n}},
-		{"direct", "repeated check", "", []string{prepare, cli}, want{n, 0, 0}},
-		{"direct", "no update", "", []string{skopeo}, want{0, n, n}},
-		{"direct", "new update", "", []string{skopeo}, want{0, n, n}},
-		// The cache asks the origin for the tag on every check, and for
-		// the rest only what it does not hold.
-		{"via cache", "no update", warm, []string{prepare, cli, skopeo}, want{n, 0, 0}},
-		{"via cache", "repeated check", bothWarm, []string{prepare, cli, skopeo}, want{n, 0, 0}},
+		// One anonymous token per check.
+		{"direct", "no update", "", []string{prepare, cli}, want{n, n, 0, 0}},
+		{"direct", "new update", "", []string{prepare, cli}, want{n, n, n, n}},
+		{"direct", "repeated check", "", []string{prepare, cli}, want{n, n, 0, 0}},
+		{"direct", "no update", "", []string{skopeo}, want{n, 0, n, n}},
+		{"direct", "new update", "", []string{skopeo}, want{n, 0, n, n}},
+		// The cache asks the origin for a token and the tag on every
+		// check, and for the rest only what it does not hold.
+		{"via cache", "no update", warm, []string{prepare, cli, skopeo}, want{n, n, 0, 0}},
+		{"via cache", "repeated check", bothWarm, []string{prepare, cli, skopeo}, want{n, n, 0, 0}},
 	}
 	for _, r := range results {
 		if r.failed != 0 {
@@ -78,9 +79,8 @@ func TestFleet(t *testing.T) {
 				continue
 			}
 			c := r.counts
-			if got := (want{c.ManifestHEAD, c.ManifestGET, c.BlobGET}); got != tc.want {
-				t.Errorf("%s, %s (cache: %s), %s: origin saw %d manifest HEADs, %d manifest GETs, %d blob GETs, want %+v; %v",
-					r.topology, r.round.name, r.round.cache, r.tool, c.ManifestHEAD, c.ManifestGET, c.BlobGET, tc.want, c)
+			if got := (want{c.Token, c.ManifestHEAD, c.ManifestGET, c.BlobGET}); got != tc.want {
+				t.Errorf("%s, %s (cache: %s), %s: origin saw %+v, want %+v", r.topology, r.round.name, r.round.cache, r.tool, got, tc.want)
 			}
 		}
 	}

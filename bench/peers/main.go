@@ -35,6 +35,7 @@ type config struct {
 	pullMiB     int
 	fleetSizes  []int
 	fleetProcs  int
+	fleetAuth   string
 }
 
 func main() {
@@ -48,6 +49,7 @@ func main() {
 	flag.IntVar(&c.pullMiB, "pull-mib", 48, "size of the pulled image's files in MiB (half random, half text)")
 	flag.StringVar(&fleetSizes, "fleet-sizes", "1,100,1000", "fleet sizes (machines checking at once), comma-separated")
 	flag.IntVar(&c.fleetProcs, "fleet-procs", 100, "most check processes running at once in the fleet section")
+	flag.StringVar(&c.fleetAuth, "fleet-auth", authToken, "the fleet's origin: "+authToken+" (anonymous pull tokens) or "+authNone)
 	flag.StringVar(&work, "work", "", "work directory (default: a new temporary one, removed afterwards)")
 	flag.Parse()
 	for _, f := range strings.Split(fleetSizes, ",") {
@@ -98,7 +100,8 @@ type bench struct {
 	run         *runner
 	updatecache string
 	out         io.Writer
-	fleetEnvs   int // fleet environments made, each in a directory of its own
+	origin      *fleetOrigin // the fleet section's
+	fleetEnvs   int          // fleet environments made, each in a directory of its own
 }
 
 func run(ctx context.Context, c config, work string, out io.Writer) error {
