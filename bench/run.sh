@@ -12,7 +12,7 @@
 #      through a pull-through cache (docker-registry in proxy mode) named as
 #      a mirror in registries.conf (bench/peers).
 #
-#   bench/run.sh                          # about 5 minutes on 2 cores, plus the fleet's 25
+#   bench/run.sh                          # about 5 minutes on 2 cores, and 10 more for the fleet
 #   RUNS=5 PULL_RUNS=2 COUNT=2 IMPORT_FILES=2000 IMPORT_BIG=1 FLEET_SIZES=1,100 bench/run.sh   # quick
 #   SECTIONS=fleet bench/run.sh           # only these sections (of: peers query import fleet); the
 #                                         # others stay as the last run left them in BENCHMARKS.md
