@@ -27,9 +27,6 @@ type runner struct {
 }
 
 func newRunner(dir string) (*runner, error) {
-	if _, err := os.Stat(gnuTime); err != nil {
-		return nil, fmt.Errorf("%s not found (install the time package): %w", gnuTime, err)
-	}
 	home := filepath.Join(dir, "home")
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return nil, err
@@ -78,6 +75,9 @@ const gnuTime = "/usr/bin/time"
 // run executes argv and measures it; a failing command is an error quoting
 // its output.
 func (r *runner) run(argv ...string) (sample, []byte, error) {
+	if _, err := os.Stat(gnuTime); err != nil {
+		return sample{}, nil, fmt.Errorf("%s not found (install the time package): %w", gnuTime, err)
+	}
 	rssFile := filepath.Join(r.dir, "maxrss")
 	cmd := exec.Command(gnuTime, append([]string{"-f", "%M", "-o", rssFile}, argv...)...)
 	cmd.Env = r.env

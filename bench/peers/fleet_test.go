@@ -17,7 +17,7 @@ import (
 // and the origin's counts (token service included) are those of each
 // tool's requests, straight and through the cache.
 func TestFleet(t *testing.T) {
-	for _, tool := range [][2]string{{"docker-registry", "docker-registry"}, {"skopeo", "skopeo"}, {"time", "time"}, {"go", "golang-go"}} {
+	for _, tool := range [][2]string{{"docker-registry", "docker-registry"}, {"skopeo", "skopeo"}, {"go", "golang-go"}} {
 		testtool.Need(t, tool[0], tool[1])
 	}
 	if testing.Short() {
