@@ -7,10 +7,15 @@
 #   2. check latency with a delay added to every request (bench/peers);
 #   3. QueryCachedUpdate (go test -bench in the root package) beside its floor;
 #   4. updatecache pull vs skopeo copy (bench/peers), and a layer import vs
-#      `ostree commit --tree=tar=` (bench/import.sh).
+#      `ostree commit --tree=tar=` (bench/import.sh);
+#   5. a fleet of N machines checking at once, straight to the origin and
+#      through a pull-through cache (docker-registry in proxy mode) named as
+#      a mirror in registries.conf (bench/peers).
 #
-#   bench/run.sh                          # about 5 minutes on 2 cores
-#   RUNS=5 PULL_RUNS=2 COUNT=2 IMPORT_FILES=2000 IMPORT_BIG=1 bench/run.sh   # quick
+#   bench/run.sh                          # about 5 minutes on 2 cores, and 10 more for the fleet
+#   RUNS=5 PULL_RUNS=2 COUNT=2 IMPORT_FILES=2000 IMPORT_BIG=1 FLEET_SIZES=1,100 bench/run.sh   # quick
+#   SECTIONS=fleet bench/run.sh           # only these sections (of: peers query import fleet); the
+#                                         # others stay as the last run left them in BENCHMARKS.md
 #   LOAD_WAIT_MIN=20 bench/run.sh         # first wait (up to 20 min) for a 1-min load below LOAD_MAX
 #
 # Needs go, skopeo, docker-registry, ostree and GNU time; installs nothing.
@@ -18,16 +23,32 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-20}                 # runs of each check for the latency table
-DELAY=${DELAY:-50ms}             # delay added to every request for the latency table
+DELAY=${DELAY:-50ms}             # delay added to every request for the latency table, and at the fleet's origin
 PULL_RUNS=${PULL_RUNS:-5}        # runs of each pull
 PULL_MIB=${PULL_MIB:-48}         # size of the pulled image's files (half random, half text)
 COUNT=${COUNT:-5}                # go test -count for the query benchmark
 IMPORT_FILES=${IMPORT_FILES:-20000}
 IMPORT_BIG=${IMPORT_BIG:-3}
 IMPORT_BIG_MIB=${IMPORT_BIG_MIB:-50}
+FLEET_SIZES=${FLEET_SIZES:-1,100,1000} # machines checking at once
+FLEET_PROCS=${FLEET_PROCS:-100}  # most check processes running at once
+FLEET_AUTH=${FLEET_AUTH:-token}  # the fleet's origin: token (anonymous pull tokens) or none
+SECTIONS=${SECTIONS:-peers query import fleet}
 LOAD_WAIT_MIN=${LOAD_WAIT_MIN:-0} # minutes to wait for a quiet machine; 0: do not wait
 LOAD_MAX=${LOAD_MAX:-1.0}
 OUT=${OUT:-BENCHMARKS.md}
+
+ALL_SECTIONS="peers query import fleet"
+has() { case " $SECTIONS " in *" $1 "*) return 0 ;; esac; return 1; }
+partial=
+for s in $SECTIONS; do
+	case " $ALL_SECTIONS " in *" $s "*) ;; *) echo "bench/run.sh: unknown section $s (of: $ALL_SECTIONS)" >&2; exit 2 ;; esac
+done
+for s in $ALL_SECTIONS; do has "$s" || partial=1; done
+if [ -n "$partial" ] && [ ! -f "$OUT" ]; then
+	echo "bench/run.sh: SECTIONS=\"$SECTIONS\" updates $OUT, which does not exist: run every section first" >&2
+	exit 2
+fi
 
 need() { # command, Debian package
 	command -v "$1" >/dev/null || { echo "bench/run.sh: $1 not found (install the $2 package)" >&2; exit 1; }
@@ -56,18 +77,36 @@ go build -o "$WORK/peers" ./bench/peers
 
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
+load_peers=- load_query=- load_import=-
 
-echo "bench/run.sh: peers (requests, latency, pull)" >&2
-"$WORK/peers" -updatecache "$WORK/updatecache" -runs "$RUNS" -delay "$DELAY" \
-	-pull-runs "$PULL_RUNS" -pull-mib "$PULL_MIB" -work "$WORK/peers-work" >"$WORK/peers.md"
-load_peers=$(cut -d' ' -f1-3 /proc/loadavg)
+if has peers; then
+	echo "bench/run.sh: peers (requests, latency, pull)" >&2
+	"$WORK/peers" -updatecache "$WORK/updatecache" -sections requests,latency,pull -runs "$RUNS" -delay "$DELAY" \
+		-pull-runs "$PULL_RUNS" -pull-mib "$PULL_MIB" -work "$WORK/peers-work" >"$WORK/peers.md"
+	load_peers=$(cut -d' ' -f1-3 /proc/loadavg)
+fi
 
-echo "bench/run.sh: QueryCachedUpdate benchmark" >&2
-go test -run='^$' -bench='^BenchmarkQueryCachedUpdate$' -benchmem -count="$COUNT" . >"$WORK/query.txt"
-load_query=$(cut -d' ' -f1-3 /proc/loadavg)
+if has query; then
+	echo "bench/run.sh: QueryCachedUpdate benchmark" >&2
+	go test -run='^$' -bench='^BenchmarkQueryCachedUpdate$' -benchmem -count="$COUNT" . >"$WORK/query.txt"
+	load_query=$(cut -d' ' -f1-3 /proc/loadavg)
+fi
 
-echo "bench/run.sh: layer import (bench/import.sh)" >&2
-FILES=$IMPORT_FILES BIG=$IMPORT_BIG BIG_MIB=$IMPORT_BIG_MIB bash bench/import.sh >"$WORK/import.txt"
+if has import; then
+	echo "bench/run.sh: layer import (bench/import.sh)" >&2
+	FILES=$IMPORT_FILES BIG=$IMPORT_BIG BIG_MIB=$IMPORT_BIG_MIB bash bench/import.sh >"$WORK/import.txt"
+	load_import=$(cut -d' ' -f1-3 /proc/loadavg)
+fi
+
+if has fleet; then
+	echo "bench/run.sh: fleet (N machines checking at once)" >&2
+	load_fleet_start=$(cut -d' ' -f1-3 /proc/loadavg)
+	fleet_started=$(date +%s)
+	"$WORK/peers" -updatecache "$WORK/updatecache" -sections fleet -delay "$DELAY" \
+		-fleet-sizes "$FLEET_SIZES" -fleet-procs "$FLEET_PROCS" -fleet-auth "$FLEET_AUTH" -work "$WORK/fleet-work" >"$WORK/fleet.md"
+	fleet_s=$(($(date +%s) - fleet_started))
+	load_fleet_end=$(cut -d' ' -f1-3 /proc/loadavg)
+fi
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # The median of each benchmark's runs, and its ratio to the floor.
@@ -104,7 +143,11 @@ registry_v=$(docker-registry --version | awk '{ print $3 }')
 updatecache_go=$(go version "$WORK/updatecache" | awk '{ print $2 }')
 ostree_v=$(ostree --version | awk -F"'" '/Version/ { print $2 }')
 
-{
+# Each section of the file starts with a marker line, so that a run of some
+# sections can replace theirs and leave the others as they are.
+marker() { echo "<!-- bench/run.sh section: $1 -->"; }
+
+header() {
 	cat <<EOF
 # Benchmarks
 
@@ -124,14 +167,20 @@ between the tools is requests, bytes, round trips and work on the machine.
 | skopeo | $skopeo_v |
 | docker-registry | $registry_v |
 | ostree | $ostree_v |
-| load average (1, 5, 15 min) | start $load_start; after the peer runs $load_peers; after the Go benchmark $load_query; end $load_end |
+| load average (1, 5, 15 min) | start $load_start; after the peer runs $load_peers; after the Go benchmark $load_query; after the import $load_import; end $load_end (the fleet section has its own) |
 
 The machine is shared with other work, so timings carry its noise: the load averages above say how
 much. Request and byte counts do not depend on load.
 
 Settings: RUNS=$RUNS DELAY=$DELAY PULL_RUNS=$PULL_RUNS PULL_MIB=$PULL_MIB COUNT=$COUNT
-IMPORT_FILES=$IMPORT_FILES IMPORT_BIG=$IMPORT_BIG IMPORT_BIG_MIB=$IMPORT_BIG_MIB.
+IMPORT_FILES=$IMPORT_FILES IMPORT_BIG=$IMPORT_BIG IMPORT_BIG_MIB=$IMPORT_BIG_MIB FLEET_SIZES=$FLEET_SIZES FLEET_PROCS=$FLEET_PROCS FLEET_AUTH=$FLEET_AUTH.
 
+EOF
+}
+
+section_peers() {
+	marker peers
+	cat <<EOF
 How to read the check tables:
 
 - \`updatecache check\` is the CLI over \`Prepare\`, with an OSTree repository holding the deployed
@@ -154,6 +203,10 @@ How to read the check tables:
 
 EOF
 	cat "$WORK/peers.md"
+}
+
+section_query() {
+	marker query
 	cat <<EOF
 ## QueryCachedUpdate (offline read of the cached update)
 
@@ -176,6 +229,12 @@ $(cat "$WORK/query.txt")
 \`\`\`
 </details>
 
+EOF
+}
+
+section_import() {
+	marker import
+	cat <<EOF
 ## Layer import vs \`ostree commit --tree=tar=\` (bench/import.sh)
 
 One uncompressed layer imported by updatecache's importer and by libostree (\`ostree commit
@@ -186,6 +245,54 @@ repository; the script checks both produce the same tree.
 $(cat "$WORK/import.txt")
 \`\`\`
 EOF
-} >"$OUT.tmp"
+}
+
+section_fleet() {
+	marker fleet
+	cat "$WORK/fleet.md"
+}
+
+# The note a section gets below its first heading: when and under what load
+# it was measured, if not with the rest of the file, and for the fleet
+# always (it is a long run of its own).
+note() {
+	local n=""
+	if [ -n "$partial" ]; then
+		n="Measured by \`SECTIONS=\"$SECTIONS\" bench/run.sh\` on $started (load average $load_start at the start, $load_end at the end; skopeo $skopeo_v, docker-registry $registry_v, Go $updatecache_go), apart from the rest of this file, which an earlier run wrote."
+	fi
+	if [ "$1" = fleet ]; then
+		local load="; load average (1, 5, 15 min) $load_fleet_start at their start, $load_fleet_end at their end"
+		[ -z "$partial" ] || load=
+		n="${n:+$n }The fleet runs took $fleet_s s$load. Settings: FLEET_SIZES=$FLEET_SIZES FLEET_PROCS=$FLEET_PROCS FLEET_AUTH=$FLEET_AUTH DELAY=$DELAY."
+	fi
+	awk -v note="$n" '{ print } note != "" && !done && /^## / { print ""; print note; done = 1 }'
+}
+
+section() { "section_$1" | note "$1"; }
+
+if [ -z "$partial" ]; then
+	{
+		header
+		for s in $ALL_SECTIONS; do section "$s"; done
+	} >"$OUT.tmp"
+else
+	for s in $SECTIONS; do section "$s" >"$WORK/section-$s.md"; done
+	# Replace the blocks of the sections run; a section the file lacks
+	# goes at its end.
+	awk -v dir="$WORK" -v sections="$SECTIONS" '
+	function emit(name,   line, f) {
+		f = dir "/section-" name ".md"
+		while ((getline line < f) > 0) print line
+		close(f)
+		done[name] = 1
+	}
+	BEGIN { n = split(sections, s, " "); for (i = 1; i <= n; i++) want[s[i]] = 1 }
+	/^<!-- bench\/run.sh section: [a-z]+ -->$/ {
+		skip = $4 in want
+		if (skip) emit($4)
+	}
+	!skip { print }
+	END { for (i = 1; i <= n; i++) if (!(s[i] in done)) emit(s[i]) }' "$OUT" >"$OUT.tmp"
+fi
 mv "$OUT.tmp" "$OUT"
 echo "bench/run.sh: wrote $OUT" >&2

@@ -79,9 +79,9 @@ const (
 // model and runs in this process rather than as a command.
 func (b *bench) checkTools() []checkTool {
 	host := b.wire.host()
-	skopeo := func(flags ...string) func(k *imageKind) (sample, string, error) {
+	inspect := func(flags ...string) func(k *imageKind) (sample, string, error) {
 		return func(k *imageKind) (sample, string, error) {
-			argv := append([]string{"skopeo", "inspect", "--tls-verify=false", "--authfile", b.run.authFile}, flags...)
+			argv := skopeo(b.run.registriesConf, append([]string{"inspect", "--tls-verify=false", "--authfile", b.run.authFile}, flags...)...)
 			s, _, err := b.run.run(append(argv, k.ref(host))...)
 			return s, "", err
 		}
@@ -108,11 +108,11 @@ func (b *bench) checkTools() []checkTool {
 			}
 			return s, verdictNoUpdate, nil
 		}},
-		{"skopeo inspect", true, skopeo()},
-		{"skopeo inspect --no-tags", true, skopeo("--no-tags")},
+		{"skopeo inspect", true, inspect()},
+		{"skopeo inspect --no-tags", true, inspect("--no-tags")},
 		// Fetching one manifest decides nothing for an index or a
 		// config-only change, so it is left out of the timings.
-		{"skopeo inspect --raw", false, skopeo("--raw")},
+		{"skopeo inspect --raw", false, inspect("--raw")},
 		{"anchor model (ostree-ext's requests)", false, func(k *imageKind) (sample, string, error) {
 			m := &anchorModel{host: host, repo: k.repo, tag: "stable", platform: k.deployed.Platform, deployed: k.deployed}
 			start := time.Now()

@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,25 +19,23 @@ import (
 // file, an empty registries.conf and a home of their own, so neither the
 // machine's nor the user's configuration changes what they do.
 type runner struct {
-	dir        string
-	authFile   string
-	policyFile string // accepts anything, for skopeo copy
-	env        []string
+	dir            string
+	authFile       string
+	registriesConf string
+	policyFile     string // accepts anything, for skopeo copy
+	env            []string
 }
 
 func newRunner(dir string) (*runner, error) {
-	if _, err := os.Stat(gnuTime); err != nil {
-		return nil, fmt.Errorf("%s not found (install the time package): %w", gnuTime, err)
-	}
 	home := filepath.Join(dir, "home")
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return nil, err
 	}
-	r := &runner{dir: dir, authFile: filepath.Join(dir, "auth.json"), policyFile: filepath.Join(dir, "policy.json")}
-	conf := filepath.Join(dir, "registries.conf")
+	r := &runner{dir: dir, authFile: filepath.Join(dir, "auth.json"), registriesConf: filepath.Join(dir, "registries.conf"),
+		policyFile: filepath.Join(dir, "policy.json")}
 	for _, f := range []struct{ path, content string }{
 		{r.authFile, "{}\n"},
-		{conf, ""},
+		{r.registriesConf, ""},
 		{r.policyFile, `{"default": [{"type": "insecureAcceptAnything"}]}` + "\n"},
 	} {
 		if err := os.WriteFile(f.path, []byte(f.content), 0o600); err != nil {
@@ -49,8 +49,15 @@ func newRunner(dir string) (*runner, error) {
 			r.env = append(r.env, kv)
 		}
 	}
-	r.env = append(r.env, "HOME="+home, "XDG_RUNTIME_DIR="+home, "CONTAINERS_REGISTRIES_CONF="+conf)
+	r.env = append(r.env, "HOME="+home, "XDG_RUNTIME_DIR="+home, "CONTAINERS_REGISTRIES_CONF="+r.registriesConf)
 	return r, nil
+}
+
+// skopeo returns the command line of a skopeo command reading
+// registriesConf: skopeo 1.9 ignores CONTAINERS_REGISTRIES_CONF and reads
+// the machine's file unless given its (hidden) global flag.
+func skopeo(registriesConf string, args ...string) []string {
+	return append([]string{"skopeo", "--registries-conf", registriesConf}, args...)
 }
 
 // sample is one run of a command.
@@ -68,6 +75,9 @@ const gnuTime = "/usr/bin/time"
 // run executes argv and measures it; a failing command is an error quoting
 // its output.
 func (r *runner) run(argv ...string) (sample, []byte, error) {
+	if _, err := os.Stat(gnuTime); err != nil {
+		return sample{}, nil, fmt.Errorf("%s not found (install the time package): %w", gnuTime, err)
+	}
 	rssFile := filepath.Join(r.dir, "maxrss")
 	cmd := exec.Command(gnuTime, append([]string{"-f", "%M", "-o", rssFile}, argv...)...)
 	cmd.Env = r.env
@@ -93,6 +103,21 @@ func (r *runner) run(argv ...string) (sample, []byte, error) {
 	}
 	s.MaxRSS = kib << 10
 	return s, out.Bytes(), nil
+}
+
+// output runs argv unmeasured, so that many can run at once, with
+// registriesConf as its registries.conf, and returns its standard output;
+// a failing command is an error quoting its output.
+func (r *runner) output(ctx context.Context, registriesConf string, argv ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	// The last value of a variable is the one a command gets.
+	cmd.Env = append(slices.Clip(r.env), "CONTAINERS_REGISTRIES_CONF="+registriesConf)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("%s: %w\n%s%s", strings.Join(argv, " "), err, out.Bytes(), errOut.Bytes())
+	}
+	return out.Bytes(), nil
 }
 
 // summary condenses samples: the median wall time and its spread, the

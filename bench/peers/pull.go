@@ -42,8 +42,8 @@ func (b *bench) pullTools(layers int) []pullTool {
 			return s, nil
 		}},
 		{"skopeo copy to oci:DIR", func(host, dest string) (sample, error) {
-			return sampleOnly(b.run.run("skopeo", "--policy", b.run.policyFile, "copy", "--quiet",
-				"--src-tls-verify=false", "--src-authfile", b.run.authFile, ref(host), "oci:"+dest+":"+pullTag))
+			return sampleOnly(b.run.run(skopeo(b.run.registriesConf, "--policy", b.run.policyFile, "copy", "--quiet",
+				"--src-tls-verify=false", "--src-authfile", b.run.authFile, ref(host), "oci:"+dest+":"+pullTag)...))
 		}},
 	}
 }

@@ -11,7 +11,9 @@ import (
 // wireCounter is a TCP relay that counts every byte each way between the
 // clients and the server behind it: HTTP headers and bodies as a metered
 // link sees them. updatecachetest's proxy counts requests, not bytes, so
-// the relay sits in front of it.
+// the relay sits in front of it. Bytes are counted as they pass, so a
+// connection kept open (a pull-through cache's keep-alive connections to
+// the origin) is counted too.
 //
 // containers/image tries HTTPS before plain HTTP on a registry whose TLS is
 // not verified, so skopeo and updatecache open one connection that starts
@@ -23,7 +25,8 @@ type wireCounter struct {
 	wg     sync.WaitGroup
 
 	mu     sync.Mutex
-	active int // connections being relayed
+	active int       // connections being relayed
+	lastIO time.Time // when a byte last passed
 	totals wireStats
 }
 
@@ -67,24 +70,12 @@ func (w *wireCounter) accept() {
 	}
 }
 
-// relay copies both ways until both sides are done, then adds the
-// connection's bytes to the totals.
+// relay copies both ways until both sides are done.
 func (w *wireCounter) relay(client net.Conn) {
-	var down, up int64
-	var probe bool
 	defer func() {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		w.active--
-		if probe {
-			w.totals.TLSProbes++
-			w.totals.ProbeDown += down
-			w.totals.ProbeUp += up
-		} else if down+up > 0 {
-			w.totals.Conns++
-			w.totals.Down += down
-			w.totals.Up += up
-		}
 	}()
 	defer client.Close()
 	server, err := net.Dial("tcp", w.target)
@@ -92,17 +83,58 @@ func (w *wireCounter) relay(client net.Conn) {
 		return
 	}
 	defer server.Close()
+	var conn relayedConn
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		// 0x16 opens a TLS handshake record; an HTTP request starts with
-		// a letter. The first byte goes up before any comes down.
-		io.Copy(&countingWriter{w: server, n: &up, first: func(b byte) { probe = b == 0x16 }}, client)
+		io.Copy(&countingWriter{w: server, before: func(p []byte) { w.classify(&conn, p) }, count: func(n int) { w.add(&conn, n, true) }}, client)
 		closeWrite(server)
 	}()
-	io.Copy(&countingWriter{w: client, n: &down}, server)
+	io.Copy(&countingWriter{w: client, count: func(n int) { w.add(&conn, n, false) }}, server)
 	closeWrite(client)
 	<-done
+}
+
+// relayedConn is what the counter knows of one connection: whether its
+// first byte has been seen, and whether it is a TLS probe.
+type relayedConn struct {
+	seen, probe bool
+}
+
+// classify counts c as an HTTP connection or a TLS probe from the first
+// bytes p it sends up, before they reach the server and so before any
+// answer can come down.
+func (w *wireCounter) classify(c *relayedConn, p []byte) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if c.seen || len(p) == 0 {
+		return
+	}
+	// 0x16 opens a TLS handshake record; an HTTP request starts with a
+	// letter.
+	c.seen, c.probe = true, p[0] == 0x16
+	if c.probe {
+		w.totals.TLSProbes++
+	} else {
+		w.totals.Conns++
+	}
+}
+
+// add counts n bytes that went up (to the server) or down on c.
+func (w *wireCounter) add(c *relayedConn, n int, up bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.lastIO = time.Now()
+	switch {
+	case c.probe && up:
+		w.totals.ProbeUp += int64(n)
+	case c.probe:
+		w.totals.ProbeDown += int64(n)
+	case up:
+		w.totals.Up += int64(n)
+	default:
+		w.totals.Down += int64(n)
+	}
 }
 
 // closeWrite passes an end of stream on while the other direction may
@@ -113,37 +145,41 @@ func closeWrite(c net.Conn) {
 	}
 }
 
-// countingWriter counts what it writes; first, if set, sees the first byte.
+// countingWriter counts what it writes; before, if set, sees every
+// buffer before it is written.
 type countingWriter struct {
-	w     io.Writer
-	n     *int64
-	first func(byte)
+	w      io.Writer
+	before func([]byte)
+	count  func(int)
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
-	if c.first != nil && len(p) > 0 {
-		c.first(p[0])
-		c.first = nil
+	if c.before != nil {
+		c.before(p)
 	}
 	n, err := c.w.Write(p)
-	*c.n += int64(n)
+	if n > 0 {
+		c.count(n)
+	}
 	return n, err
 }
 
-// settle waits until no connection is being relayed: a client that has
-// exited may have closed its connections a moment before the relay
-// finished with them.
+// settle waits until no connection is being relayed, or, where a server
+// keeps connections open, until none has carried a byte for quietFor: a
+// client that has exited may have closed its connections a moment before
+// the relay finished with them.
 func (w *wireCounter) settle() error {
+	const quietFor = 200 * time.Millisecond
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		w.mu.Lock()
-		active := w.active
+		active, quiet := w.active, time.Since(w.lastIO) >= quietFor
 		w.mu.Unlock()
-		if active == 0 {
+		if active == 0 || quiet {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%d connections still open at the relay", active)
+			return fmt.Errorf("%d connections still busy at the relay", active)
 		}
 		time.Sleep(time.Millisecond)
 	}

@@ -62,12 +62,7 @@ type TokenAuth struct {
 func StartRegistryWith(t testing.TB, cfg RegistryConfig) (host string, stop func()) {
 	t.Helper()
 	bin := Need(t, "docker-registry", "docker-registry")
-	dir := t.TempDir()
-	extra, err := cfg.yaml(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	host, stop, err = runRegistry(bin, dir, extra, len(cfg.TLSCert) > 0)
+	host, stop, err := RunRegistry(bin, t.TempDir(), cfg)
 	if err != nil {
 		t.Fatalf("starting docker-registry: %v", err)
 	}
@@ -129,11 +124,17 @@ func (cfg RegistryConfig) yaml(dir string) (string, error) {
 	return b.String(), nil
 }
 
-// RunRegistry is StartRegistry for programs (the benchmarks), which have no
-// testing.TB: it runs the docker-registry binary bin with storage under dir
-// and returns its host:port and a stop function that the caller must call.
-func RunRegistry(bin, dir string) (host string, stop func(), err error) {
-	return runRegistry(bin, dir, "", false)
+// RunRegistry is StartRegistryWith for programs (the benchmarks), which
+// have no testing.TB: it runs the docker-registry binary bin as cfg says,
+// with its configuration and storage under dir (one directory per
+// registry), and returns its host:port and a stop function that the caller
+// must call.
+func RunRegistry(bin, dir string, cfg RegistryConfig) (host string, stop func(), err error) {
+	extra, err := cfg.yaml(dir)
+	if err != nil {
+		return "", nil, err
+	}
+	return runRegistry(bin, dir, extra, len(cfg.TLSCert) > 0)
 }
 
 func runRegistry(bin, dir, extraConfig string, tls bool) (host string, stop func(), err error) {
