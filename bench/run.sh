@@ -10,11 +10,13 @@
 #      `ostree commit --tree=tar=` (bench/import.sh);
 #   5. a fleet of N machines checking at once, straight to the origin and
 #      through a pull-through cache (docker-registry in proxy mode) named as
-#      a mirror in registries.conf (bench/peers).
+#      a mirror in registries.conf (bench/peers);
+#   6. importing an encapsulated OS image (a commit of ~20,000 objects in
+#      chunk layers) vs `ostree pull-local` of the same commit (bench/encap.sh).
 #
 #   bench/run.sh                          # about 5 minutes on 2 cores, and 10 more for the fleet
 #   RUNS=5 PULL_RUNS=2 COUNT=2 IMPORT_FILES=2000 IMPORT_BIG=1 FLEET_SIZES=1,100 bench/run.sh   # quick
-#   SECTIONS=fleet bench/run.sh           # only these sections (of: peers query import fleet); the
+#   SECTIONS=fleet bench/run.sh           # only these sections (of: peers query import fleet encap); the
 #                                         # others stay as the last run left them in BENCHMARKS.md
 #   LOAD_WAIT_MIN=20 bench/run.sh         # first wait (up to 20 min) for a 1-min load below LOAD_MAX
 #
@@ -33,12 +35,14 @@ IMPORT_BIG_MIB=${IMPORT_BIG_MIB:-50}
 FLEET_SIZES=${FLEET_SIZES:-1,100,1000} # machines checking at once
 FLEET_PROCS=${FLEET_PROCS:-100}  # most check processes running at once
 FLEET_AUTH=${FLEET_AUTH:-token}  # the fleet's origin: token (anonymous pull tokens) or none
-SECTIONS=${SECTIONS:-peers query import fleet}
+ENCAP_FILES=${ENCAP_FILES:-20000} # small files of the encapsulated image's commit
+ENCAP_RUNS=${ENCAP_RUNS:-5}      # runs of each side, interleaved
+SECTIONS=${SECTIONS:-peers query import fleet encap}
 LOAD_WAIT_MIN=${LOAD_WAIT_MIN:-0} # minutes to wait for a quiet machine; 0: do not wait
 LOAD_MAX=${LOAD_MAX:-1.0}
 OUT=${OUT:-BENCHMARKS.md}
 
-ALL_SECTIONS="peers query import fleet"
+ALL_SECTIONS="peers query import fleet encap"
 has() { case " $SECTIONS " in *" $1 "*) return 0 ;; esac; return 1; }
 partial=
 for s in $SECTIONS; do
@@ -106,6 +110,10 @@ if has fleet; then
 		-fleet-sizes "$FLEET_SIZES" -fleet-procs "$FLEET_PROCS" -fleet-auth "$FLEET_AUTH" -work "$WORK/fleet-work" >"$WORK/fleet.md"
 	fleet_s=$(($(date +%s) - fleet_started))
 	load_fleet_end=$(cut -d' ' -f1-3 /proc/loadavg)
+fi
+if has encap; then
+	echo "bench/run.sh: encapsulated image import (bench/encap.sh)" >&2
+	FILES=$ENCAP_FILES RUNS=$ENCAP_RUNS bash bench/encap.sh >"$WORK/encap.txt"
 fi
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -250,6 +258,24 @@ EOF
 section_fleet() {
 	marker fleet
 	cat "$WORK/fleet.md"
+}
+section_encap() {
+	marker encap
+	cat <<EOF2
+## Encapsulated OS image import vs \`ostree pull-local\` (bench/encap.sh)
+
+An OSTree commit of $ENCAP_FILES small files and 3 large ones, encapsulated as ostree-ext does (commit
+layer and 8 chunk layers, uncompressed), imported by updatecache's importer (chunks, commit layer,
+merge commit) into a new bare-user repository, beside libostree copying the same commit into a new
+repository of the same mode with \`ostree pull-local\`, interleaved. Only \`--untrusted\` from
+another filesystem does the same work as the import (read, verify and write every object); the
+other rows copy without verifying, or hard-link. The script first checks that the import gives the
+commit and that \`ostree fsck\` is clean.
+
+\`\`\`
+$(cat "$WORK/encap.txt")
+\`\`\`
+EOF2
 }
 
 # The note a section gets below its first heading: when and under what load
