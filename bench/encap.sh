@@ -40,6 +40,7 @@ go build -o "$WORK/importgen" ./bench/importgen
 go build -o "$WORK/encapgen" ./bench/encapgen
 go build -o "$WORK/encapimport" ./bench/encapimport
 
+echo "filesystem of the repositories: $(findmnt -n -o FSTYPE,OPTIONS -T "$FS") ($FS)"
 echo "generating: $FILES small files, $BIG x $BIG_MIB MiB, $CHUNKS chunk layers, $MODE source, layers $COMPRESSION"
 digest=$("$WORK/importgen" -out "$WORK/layer.tar" -files "$FILES" -big "$BIG" -big-mib "$BIG_MIB")
 commit=$("$WORK/encapgen" -layer "$WORK/layer.tar" -digest "$digest" -repo "$WORK/src" -mode "$MODE" \
