@@ -40,25 +40,30 @@
 //     reference.go (image references, pinning), metadata.go (what a
 //     manifest and config say), fetch.go (RegistryOptions: reaching the
 //     registry), deployed.go (a merge commit and its cache, read once),
-//     cache.go (the cached update's record and keys), layers.go (fetching
-//     and importing layers), booted.go (the image the booted deployment
-//     follows); and one file per operation, which use those and never each
-//     other: prepare.go, query.go, pull.go, prune.go.
+//     cache.go (the cached update's record and keys), layout.go (which
+//     layer of an image is what: ostree-ext's encapsulated commit, chunks,
+//     derived layers), layers.go (fetching and importing layers), booted.go
+//     (the image the booted deployment follows); and one file per
+//     operation, which use those and never each other: prepare.go,
+//     query.go, pull.go, prune.go.
 //   - updatecachetest: a fake registry with request counting and fault
-//     injection, a builder of small synthetic OS images, and a repository
-//     with a deployed image, for testing updaters.
+//     injection, a builder of small synthetic OS images and of images
+//     encapsulated from OSTree commits as ostree-ext exports them, and a
+//     repository with a deployed image, for testing updaters.
 //   - cmd/updatecache: the command line tool over this package: terminal
 //     output, bootc's progress protocol, signals, the metered-connection
 //     guard (its demo, which links the test kit, only with -tags demo);
 //     contrib/systemd holds its timer units.
 //   - internal/keys: every metadata key written for images, ostree-ext's
 //     and this library's, in one place.
-//   - internal/registry: containers/image access to registries: HEAD for
-//     the tag's digest, manifest, config and layer fetches by digest,
-//     verified and size-capped, and signature policy evaluation. Knows
-//     nothing of OSTree.
-//   - internal/importer: layer tars into OSTree objects, as ostree-ext
-//     imports them, and the merge of layers into one tree.
+//   - internal/registry: registries and local image sources: the check
+//     (one session: the HEAD, then manifest and config, from the pull
+//     source registries.conf leads to), layer fetches by digest through
+//     containers/image, everything verified and size-capped, and signature
+//     policy evaluation. Knows nothing of OSTree.
+//   - internal/importer: layers into OSTree objects as ostree-ext imports
+//     them (plain layers, and the commit and chunk layers of encapsulated
+//     images), the merge commit, and its SELinux labels.
 //   - internal/ostree: the OSTree repository format in pure Go: refs,
 //     commits, detached metadata, content objects, the repository lock,
 //     garbage collection. Knows nothing of registries.
