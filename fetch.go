@@ -128,6 +128,16 @@ func (o *RegistryOptions) fetch(ctx context.Context, ir *imageRef, ch *registry.
 	return f, v, err
 }
 
+// enforcePolicy refuses (ErrPolicyRejected) an image the signature policy
+// rejects, when signatures are verified.
+func (o *RegistryOptions) enforcePolicy(ctx context.Context, ir *imageRef, pc policyChecker, raw *registry.Image) error {
+	v, err := o.verdict(ctx, ir, pc, raw)
+	if err == nil && v != nil && !v.Allowed {
+		err = fmt.Errorf("%w: %s@%s: %s", ErrPolicyRejected, ir.name, raw.ManifestDigest, v.Reason)
+	}
+	return err
+}
+
 // policyChecker evaluates the signature policy for an image it read:
 // registry.Source and registry.Check.
 type policyChecker interface {

@@ -25,20 +25,7 @@ func (r *Repo) fetchLayers(ctx context.Context, src *registry.Source, img *Image
 	if err != nil {
 		return nil, err
 	}
-	plan := &PullPlan{ManifestDigest: img.ManifestDigest, Layers: len(img.Layers), FetchLayers: len(missing)}
-	for i, l := range img.Layers {
-		plan.Bytes += l.Size
-		if commits[i] == "" {
-			plan.FetchBytes += l.Size
-		}
-	}
-	report(Progress{Plan: plan})
-	for i, l := range img.Layers {
-		if commits[i] != "" {
-			res.LayersReused++
-			report(Progress{Layer: l.Digest, Index: i, Total: l.Size, Done: l.Size, Reused: true, Finished: true})
-		}
-	}
+	reportPlan(img, commits, len(missing), report, res)
 	var mu sync.Mutex // guards res
 	fetch := func(ctx context.Context, i int) error {
 		lr, err := r.importLayer(ctx, src, img.Layers[i], i, lay, opts, report)
@@ -83,6 +70,25 @@ func (r *Repo) fetchLayers(ctx context.Context, src *registry.Source, img *Image
 		commits[i] = commits[first[img.Layers[i].Digest]]
 	}
 	return commits, nil
+}
+
+// reportPlan reports what the pull fetches (the layers without a commit)
+// and the layers it reuses.
+func reportPlan(img *Image, commits []string, missing int, report func(Progress), res *PullResult) {
+	plan := &PullPlan{ManifestDigest: img.ManifestDigest, Layers: len(img.Layers), FetchLayers: missing}
+	for i, l := range img.Layers {
+		plan.Bytes += l.Size
+		if commits[i] == "" {
+			plan.FetchBytes += l.Size
+		}
+	}
+	report(Progress{Plan: plan})
+	for i, l := range img.Layers {
+		if commits[i] != "" {
+			res.LayersReused++
+			report(Progress{Layer: l.Digest, Index: i, Total: l.Size, Done: l.Size, Reused: true, Finished: true})
+		}
+	}
 }
 
 // toFetch counts the distinct layers the repository lacks and their size:

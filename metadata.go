@@ -161,6 +161,20 @@ func parseImage(manifestDigest digest.Digest, manifest, config []byte) (*Image, 
 	return img, nil
 }
 
+// mergeCommitTime is the time of the image's merge commit, as ostree-ext
+// chooses it: commitTime, else now; in whole seconds, not before 1970 (a
+// commit cannot record an earlier time).
+func (img *Image) mergeCommitTime() time.Time {
+	ts := img.commitTime
+	switch {
+	case ts.IsZero():
+		ts = time.Now()
+	case ts.Before(time.Unix(0, 0)):
+		ts = time.Unix(0, 0)
+	}
+	return ts.UTC().Truncate(time.Second)
+}
+
 // parseTime reads an RFC 3339 time; anything else is no time.
 func parseTime(s string) time.Time {
 	t, err := time.Parse(time.RFC3339Nano, s)

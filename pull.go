@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	digest "github.com/opencontainers/go-digest"
 
@@ -192,34 +191,20 @@ func (r *Repo) pull(ctx context.Context, req pullRequest, opts PullOptions) (*Pu
 		res.MergeCommit, res.AlreadyDeployed = d.deployed.MergeCommit, true
 		return res, nil
 	}
-	verdict, err := opts.verdict(ctx, req.from, src, f.raw)
-	if err != nil {
+	if err := opts.enforcePolicy(ctx, req.from, src, f.raw); err != nil {
 		return nil, err
 	}
-	if verdict != nil && !verdict.Allowed {
-		return nil, fmt.Errorf("%w: %s@%s: %s", ErrPolicyRejected, req.from.name, img.ManifestDigest, verdict.Reason)
-	}
-
 	report := newProgressReporter(opts.Progress, len(img.Layers))
 	layerCommits, err := r.fetchLayers(ctx, src, img, lay, opts, report, res)
 	if err != nil {
 		return nil, fmt.Errorf("pulling %s: %w", req.from.name, err)
 	}
 	report(Progress{Merging: true})
-	// ostree-ext's choice: the image's creation time, else now. A commit
-	// cannot record a time before 1970.
-	ts := img.commitTime
-	switch {
-	case ts.IsZero():
-		ts = time.Now()
-	case ts.Before(time.Unix(0, 0)):
-		ts = time.Unix(0, 0)
-	}
 	res.MergeCommit, err = importer.WriteImageMergeCommit(ctx, r.ostree, targetRef, importer.ImageMergeOptions{
 		Base:      lay.base,
 		Layers:    lay.derived(layerCommits),
 		Metadata:  mergeCommitMetadata(f),
-		Timestamp: ts.UTC().Truncate(time.Second),
+		Timestamp: img.mergeCommitTime(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("writing the merge commit of %s: %w", req.target.name, err)
