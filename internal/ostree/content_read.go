@@ -11,7 +11,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"slices"
 	"strings"
 	"syscall"
 
@@ -278,7 +277,7 @@ func readXattrs(path string, list func(string, []byte) (int, error), get func(st
 			xattrs = append(xattrs, Xattr{Name: name, Value: v})
 		}
 	}
-	slices.SortFunc(xattrs, func(a, b Xattr) int { return strings.Compare(a.Name, b.Name) })
+	SortXattrs(xattrs)
 	return xattrs, nil
 }
 
