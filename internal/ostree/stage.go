@@ -71,6 +71,7 @@ type Stage struct {
 
 	small *bytes.Buffer // content of up to smallContentSize
 	zw    *flate.Writer // reused across .filez objects
+	zr    io.ReadCloser // reused across CopyContent's inflating
 	bw    *bufio.Writer // batches the compressor's small writes
 	buf   []byte
 	stats StageStats
@@ -461,7 +462,8 @@ func (f *rawFile) close() error {
 }
 
 // copyContent copies exactly size bytes from r to w and checks r has no
-// more.
+// more: r must then report io.EOF, and any other error it reports there
+// (a ContentObject's failed checksum) is returned.
 func (s *Stage) copyContent(w io.Writer, r io.Reader, size int64) error {
 	if s.buf == nil {
 		s.buf = make([]byte, copyBufferSize)
@@ -477,8 +479,12 @@ func (s *Stage) copyContent(w io.Writer, r io.Reader, size int64) error {
 		return fmt.Errorf("%w: content ended after %d of %d bytes: %w", ErrInvalidContent, n, size, io.ErrUnexpectedEOF)
 	}
 	if r != nil {
-		if extra, _ := io.ReadFull(r, s.buf[:1]); extra > 0 {
+		extra, err := io.ReadFull(r, s.buf[:1])
+		if extra > 0 {
 			return fmt.Errorf("%w: content longer than %d bytes", ErrInvalidContent, size)
+		}
+		if err != io.EOF {
+			return fmt.Errorf("write content: %w", err)
 		}
 	}
 	return nil
