@@ -40,6 +40,7 @@ type ContentObject struct {
 	mode     Mode     // of the repository it is in
 	f        *os.File // nil for a symlink stored as one
 	offset   int64    // where the content (archive: the compressed stream) starts in f
+	stored   int64    // its length in f
 	r        io.Reader
 	sum      hash.Hash
 	n        int64
@@ -148,7 +149,7 @@ func (c *ContentObject) openFile(st *unix.Stat_t) error {
 			return err
 		}
 	}
-	c.Size = st.Size
+	c.Size, c.stored = st.Size, st.Size
 	return nil
 }
 
@@ -191,6 +192,7 @@ func (c *ContentObject) openArchive(fileSize int64) error {
 		return corrupt(c.path, fmt.Errorf("size %d out of range", size))
 	}
 	c.Size, c.offset = int64(size), 8+int64(n)
+	c.stored = fileSize - c.offset
 	return nil
 }
 
@@ -241,11 +243,14 @@ func (c *ContentObject) startReading() error {
 	if err := c.startHash(); err != nil {
 		return err
 	}
-	br := bufio.NewReaderSize(io.NewSectionReader(c.f, c.offset, math.MaxInt64-c.offset), copyBufferSize)
-	c.r = br
-	if c.mode == ModeArchive {
-		c.r = flate.NewReader(br)
+	content := io.NewSectionReader(c.f, c.offset, math.MaxInt64-c.offset)
+	if c.mode != ModeArchive {
+		c.r = content // read in the caller's chunks
+		return nil
 	}
+	// The inflater reads byte by byte: buffer what is stored, up to
+	// copyBufferSize (most objects are small).
+	c.r = flate.NewReader(bufio.NewReaderSize(content, int(max(min(c.stored, copyBufferSize), 16))))
 	return nil
 }
 
