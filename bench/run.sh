@@ -7,13 +7,16 @@
 #   2. check latency with a delay added to every request (bench/peers);
 #   3. QueryCachedUpdate (go test -bench in the root package) beside its floor;
 #   4. updatecache pull vs skopeo copy (bench/peers), and a layer import vs
-#      `ostree commit --tree=tar=` (bench/import.sh).
+#      `ostree commit --tree=tar=` (bench/import.sh);
+#   5. SELinux labelling of a 100,000-path tree vs libostree's
+#      `ostree commit --tree=ref= --selinux-policy=` (bench/label.sh, which
+#      also runs alone: UPDATE=BENCHMARKS.md bench/label.sh).
 #
 #   bench/run.sh                          # about 5 minutes on 2 cores
 #   RUNS=5 PULL_RUNS=2 COUNT=2 IMPORT_FILES=2000 IMPORT_BIG=1 bench/run.sh   # quick
 #   LOAD_WAIT_MIN=20 bench/run.sh         # first wait (up to 20 min) for a 1-min load below LOAD_MAX
 #
-# Needs go, skopeo, docker-registry, ostree and GNU time; installs nothing.
+# Needs go, skopeo, docker-registry, ostree, GNU time and selinux-policy-default; installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +28,8 @@ COUNT=${COUNT:-5}                # go test -count for the query benchmark
 IMPORT_FILES=${IMPORT_FILES:-20000}
 IMPORT_BIG=${IMPORT_BIG:-3}
 IMPORT_BIG_MIB=${IMPORT_BIG_MIB:-50}
+LABEL_PATHS=${LABEL_PATHS:-100000}
+LABEL_RUNS=${LABEL_RUNS:-3}
 LOAD_WAIT_MIN=${LOAD_WAIT_MIN:-0} # minutes to wait for a quiet machine; 0: do not wait
 LOAD_MAX=${LOAD_MAX:-1.0}
 OUT=${OUT:-BENCHMARKS.md}
@@ -68,6 +73,9 @@ load_query=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo "bench/run.sh: layer import (bench/import.sh)" >&2
 FILES=$IMPORT_FILES BIG=$IMPORT_BIG BIG_MIB=$IMPORT_BIG_MIB bash bench/import.sh >"$WORK/import.txt"
+
+echo "bench/run.sh: SELinux labelling (bench/label.sh)" >&2
+PATHS=$LABEL_PATHS RUNS=$LABEL_RUNS bash bench/label.sh >"$WORK/label.md"
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # The median of each benchmark's runs, and its ratio to the floor.
@@ -130,7 +138,7 @@ The machine is shared with other work, so timings carry its noise: the load aver
 much. Request and byte counts do not depend on load.
 
 Settings: RUNS=$RUNS DELAY=$DELAY PULL_RUNS=$PULL_RUNS PULL_MIB=$PULL_MIB COUNT=$COUNT
-IMPORT_FILES=$IMPORT_FILES IMPORT_BIG=$IMPORT_BIG IMPORT_BIG_MIB=$IMPORT_BIG_MIB.
+IMPORT_FILES=$IMPORT_FILES IMPORT_BIG=$IMPORT_BIG IMPORT_BIG_MIB=$IMPORT_BIG_MIB LABEL_PATHS=$LABEL_PATHS LABEL_RUNS=$LABEL_RUNS.
 
 How to read the check tables:
 
@@ -185,6 +193,8 @@ repository; the script checks both produce the same tree.
 \`\`\`
 $(cat "$WORK/import.txt")
 \`\`\`
+
+$(cat "$WORK/label.md")
 EOF
 } >"$OUT.tmp"
 mv "$OUT.tmp" "$OUT"

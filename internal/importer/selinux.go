@@ -3,6 +3,7 @@ package importer
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"fmt"
 	"slices"
 
@@ -61,28 +62,48 @@ func RelabelCommit(ctx context.Context, repo *ostree.Repo, rev string, policy *s
 // change are written anew (Stage.CopyContent); the others are kept.
 //
 // Results are remembered, so labelling the layer commits after the merged
-// tree is mostly lookups: a content object or dirmeta with a given label
-// is relabelled once, and a stored subtree at a given path once.
+// tree is mostly lookups: an object is read once, relabelled once per
+// label (nearly always one), and a stored subtree at a given path is
+// labelled once. What is remembered is about 100 bytes an object.
 type labeller struct {
 	ctx    context.Context
 	repo   *ostree.Repo
 	st     *ostree.Stage
 	policy *selinux.Policy
 
-	modes map[string]uint32        // content object or dirmeta -> st_mode
-	objs  map[labelKey]string      // (object, label) -> labelled object
-	trees map[treeKey]labelledTree // stored subtree at a path -> labelled
+	objects map[checksum]objectLabel // content objects and dirmetas
+	trees   map[treeKey]labelledTree  // stored subtree at a path -> labelled
 }
 
-type labelKey struct{ object, label string }
+// checksum is an object's checksum in binary: half the hex's memory.
+type checksum [32]byte
 
-type treeKey struct{ path, tree, meta string }
+// parseChecksum decodes a checksum the repository gave (valid hex).
+func parseChecksum(s string) (c checksum) {
+	hex.Decode(c[:], []byte(s))
+	return c
+}
+
+func (c checksum) String() string { return hex.EncodeToString(c[:]) }
+
+// objectLabel is what is known of an object: its st_mode and the object
+// it became with the last label it was given.
+type objectLabel struct {
+	mode     uint32
+	label    string // "" until labelled
+	labelled checksum
+}
+
+type treeKey struct {
+	path       string
+	tree, meta checksum
+}
 
 type labelledTree struct{ tree, meta string }
 
 func newLabeller(ctx context.Context, repo *ostree.Repo, st *ostree.Stage, policy *selinux.Policy) *labeller {
 	return &labeller{ctx: ctx, repo: repo, st: st, policy: policy,
-		modes: map[string]uint32{}, objs: map[labelKey]string{}, trees: map[treeKey]labelledTree{}}
+		objects: map[checksum]objectLabel{}, trees: map[treeKey]labelledTree{}}
 }
 
 // commit labels the tree of the commit rev names. It returns rev's
@@ -142,7 +163,7 @@ func (l *labeller) mutableDir(t *ostree.MutableTree, path string, depth int) (tr
 // storedDir labels a directory stored as the dirtree and dirmeta objects
 // tree and meta.
 func (l *labeller) storedDir(tree, meta, path string, depth int) (string, string, error) {
-	key := treeKey{path: path, tree: tree, meta: meta}
+	key := treeKey{path: path, tree: parseChecksum(tree), meta: parseChecksum(meta)}
 	if done, ok := l.trees[key]; ok {
 		return done.tree, done.meta, nil
 	}
@@ -203,92 +224,90 @@ func (l *labeller) file(path, sum string) (string, error) {
 			obj.Close()
 		}
 	}()
-	open := func() error {
-		var err error
+	open := func() (err error) {
 		obj, err = l.repo.OpenContent(sum)
-		if err == nil {
-			l.modes[sum] = obj.Meta.Mode
-		}
 		return err
 	}
-	mode, ok := l.modes[sum]
-	if !ok {
-		if err := open(); err != nil {
-			return "", err
+	return l.object(path, sum, open, func() (*ostree.FileMeta, error) {
+		if obj == nil {
+			if err := open(); err != nil {
+				return nil, err
+			}
 		}
-		mode = obj.Meta.Mode
-	}
-	label, ok, err := l.policy.Label(path, mode)
-	if err != nil || !ok {
-		return sum, err
-	}
-	key := labelKey{object: sum, label: label}
-	if done, ok := l.objs[key]; ok {
-		return done, nil
-	}
-	if obj == nil {
-		if err := open(); err != nil {
-			return "", err
-		}
-	}
-	labelled := sum
-	if xattrs, changed := withLabel(obj.Meta.Xattrs, label); changed {
-		meta := obj.Meta
-		meta.Xattrs = xattrs
-		if labelled, err = l.st.CopyContent(l.ctx, obj, meta); err != nil {
+		return &obj.Meta, nil
+	}, func(meta ostree.FileMeta) (string, error) {
+		labelled, err := l.st.CopyContent(l.ctx, obj, meta)
+		if err != nil {
 			return "", fmt.Errorf("label %s: %w", path, err)
 		}
-	}
-	l.objs[key] = labelled
-	return labelled, nil
+		return labelled, nil
+	})
 }
 
 // dirMeta labels the dirmeta object sum of the directory at path.
 func (l *labeller) dirMeta(path, sum string) (string, error) {
-	var (
-		uid, gid uint32
-		xattrs   []ostree.Xattr
-		loaded   bool
-	)
-	load := func() error {
+	var meta *ostree.FileMeta
+	read := func() (*ostree.FileMeta, error) {
+		if meta != nil {
+			return meta, nil
+		}
 		data, err := l.repo.ReadMetadataObject(sum, ostree.ObjectDirMeta)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		var mode uint32
-		if uid, gid, mode, xattrs, err = ostree.DecodeDirMeta(data); err != nil {
-			return err
+		m := ostree.FileMeta{}
+		if m.UID, m.GID, m.Mode, m.Xattrs, err = ostree.DecodeDirMeta(data); err != nil {
+			return nil, err
 		}
-		l.modes[sum], loaded = mode, true
-		return nil
+		meta = &m
+		return meta, nil
 	}
-	mode, ok := l.modes[sum]
+	return l.object(path, sum, func() error {
+		_, err := read()
+		return err
+	}, read, func(m ostree.FileMeta) (string, error) {
+		return l.st.WriteDirMeta(l.ctx, m)
+	})
+}
+
+// object labels the object sum (a content object or a dirmeta) at path:
+// open is called first when the object is new to the labeller, and meta
+// then returns its metadata; write stages it with new metadata.
+func (l *labeller) object(path, sum string, open func() error, meta func() (*ostree.FileMeta, error), write func(ostree.FileMeta) (string, error)) (string, error) {
+	key := parseChecksum(sum)
+	known, ok := l.objects[key]
 	if !ok {
-		if err := load(); err != nil {
+		if err := open(); err != nil {
 			return "", err
 		}
-		mode = l.modes[sum]
+		m, err := meta()
+		if err != nil {
+			return "", err
+		}
+		known = objectLabel{mode: m.Mode}
+		l.objects[key] = known
 	}
-	label, ok, err := l.policy.Label(path, mode)
+	label, ok, err := l.policy.Label(path, known.mode)
 	if err != nil || !ok {
 		return sum, err
 	}
-	key := labelKey{object: sum, label: label}
-	if done, ok := l.objs[key]; ok {
-		return done, nil
+	if known.label == label {
+		return known.labelled.String(), nil
 	}
-	if !loaded {
-		if err := load(); err != nil {
-			return "", err
-		}
+	m, err := meta()
+	if err != nil {
+		return "", err
 	}
 	labelled := sum
-	if xattrs, changed := withLabel(xattrs, label); changed {
-		if labelled, err = l.st.WriteDirMeta(l.ctx, ostree.FileMeta{UID: uid, GID: gid, Mode: mode, Xattrs: xattrs}); err != nil {
+	if xattrs, changed := withLabel(m.Xattrs, label); changed {
+		relabelled := *m
+		relabelled.Xattrs = xattrs
+		if labelled, err = write(relabelled); err != nil {
 			return "", err
 		}
 	}
-	l.objs[key] = labelled
+	known.label, known.labelled = label, parseChecksum(labelled)
+	l.objects[key] = known
 	return labelled, nil
 }
 
