@@ -12,15 +12,18 @@
 #      through a pull-through cache (docker-registry in proxy mode) named as
 #      a mirror in registries.conf (bench/peers);
 #   6. importing an encapsulated OS image (a commit of ~20,000 objects in
-#      chunk layers) vs `ostree pull-local` of the same commit (bench/encap.sh).
+#      chunk layers) vs `ostree pull-local` of the same commit (bench/encap.sh);
+#   7. SELinux labelling of a 100,000-path tree vs libostree's
+#      `ostree commit --tree=ref= --selinux-policy=` (bench/label.sh, which
+#      also runs alone: UPDATE=BENCHMARKS.md bench/label.sh).
 #
 #   bench/run.sh                          # about 5 minutes on 2 cores, and 10 more for the fleet
 #   RUNS=5 PULL_RUNS=2 COUNT=2 IMPORT_FILES=2000 IMPORT_BIG=1 FLEET_SIZES=1,100 bench/run.sh   # quick
-#   SECTIONS=fleet bench/run.sh           # only these sections (of: peers query import fleet encap); the
+#   SECTIONS=fleet bench/run.sh           # only these sections (of: peers query import fleet encap label); the
 #                                         # others stay as the last run left them in BENCHMARKS.md
 #   LOAD_WAIT_MIN=20 bench/run.sh         # first wait (up to 20 min) for a 1-min load below LOAD_MAX
 #
-# Needs go, skopeo, docker-registry, ostree and GNU time; installs nothing.
+# Needs go, skopeo, docker-registry, ostree, GNU time and selinux-policy-default; installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,12 +43,15 @@ ENCAP_RUNS=${ENCAP_RUNS:-5}      # runs of each side, interleaved
 # ENCAP_FS: where the encap section's repositories go (default TMPDIR); use a
 # filesystem with a journal: ext4 without one makes file creation scan
 # recently deleted inodes, which says more about earlier runs than either side.
-SECTIONS=${SECTIONS:-peers query import fleet encap}
+
+LABEL_PATHS=${LABEL_PATHS:-100000}
+LABEL_RUNS=${LABEL_RUNS:-3}
+SECTIONS=${SECTIONS:-peers query import fleet encap label}
 LOAD_WAIT_MIN=${LOAD_WAIT_MIN:-0} # minutes to wait for a quiet machine; 0: do not wait
 LOAD_MAX=${LOAD_MAX:-1.0}
 OUT=${OUT:-BENCHMARKS.md}
 
-ALL_SECTIONS="peers query import fleet encap"
+ALL_SECTIONS="peers query import fleet encap label"
 has() { case " $SECTIONS " in *" $1 "*) return 0 ;; esac; return 1; }
 partial=
 for s in $SECTIONS; do
@@ -118,6 +124,10 @@ if has encap; then
 	echo "bench/run.sh: encapsulated image import (bench/encap.sh)" >&2
 	FILES=$ENCAP_FILES RUNS=$ENCAP_RUNS FS=${ENCAP_FS:-${TMPDIR:-/tmp}} bash bench/encap.sh >"$WORK/encap.txt"
 fi
+if has label; then
+	echo "bench/run.sh: SELinux labelling (bench/label.sh)" >&2
+	PATHS=$LABEL_PATHS RUNS=$LABEL_RUNS bash bench/label.sh >"$WORK/label.md"
+fi
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # The median of each benchmark's runs, and its ratio to the floor.
@@ -184,7 +194,7 @@ The machine is shared with other work, so timings carry its noise: the load aver
 much. Request and byte counts do not depend on load.
 
 Settings: RUNS=$RUNS DELAY=$DELAY PULL_RUNS=$PULL_RUNS PULL_MIB=$PULL_MIB COUNT=$COUNT
-IMPORT_FILES=$IMPORT_FILES IMPORT_BIG=$IMPORT_BIG IMPORT_BIG_MIB=$IMPORT_BIG_MIB FLEET_SIZES=$FLEET_SIZES FLEET_PROCS=$FLEET_PROCS FLEET_AUTH=$FLEET_AUTH.
+IMPORT_FILES=$IMPORT_FILES IMPORT_BIG=$IMPORT_BIG IMPORT_BIG_MIB=$IMPORT_BIG_MIB FLEET_SIZES=$FLEET_SIZES FLEET_PROCS=$FLEET_PROCS FLEET_AUTH=$FLEET_AUTH LABEL_PATHS=$LABEL_PATHS LABEL_RUNS=$LABEL_RUNS.
 
 EOF
 }
@@ -279,6 +289,11 @@ commit and that \`ostree fsck\` is clean.
 $(cat "$WORK/encap.txt")
 \`\`\`
 EOF2
+}
+
+section_label() {
+	marker label
+	cat "$WORK/label.md"
 }
 
 # The note a section gets below its first heading: when and under what load

@@ -1,6 +1,7 @@
 // Command importlayer imports one layer tar into an OSTree repository with
 // updatecache's importer, for bench/import.sh, and prints the time taken,
-// the process's peak RSS and what was written.
+// the process's peak RSS and what was written (bench/label.sh makes the
+// tree it labels with it).
 package main
 
 import (
@@ -23,6 +24,7 @@ func main() {
 	mediaType := flag.String("media-type", "application/vnd.oci.image.layer.v1.tar", "the layer's media type")
 	dgst := flag.String("digest", "", "the blob's digest")
 	diffID := flag.String("diff-id", "", "the tar's digest (default: -digest)")
+	allowNonUsr := flag.Bool("allow-non-usr", false, "keep top-level directories other than usr, etc and var")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile here")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -50,7 +52,7 @@ func main() {
 	}
 	defer f.Close()
 	start := time.Now()
-	res, err := importer.ImportLayer(context.Background(), repo, f, importer.LayerOptions{Blob: importer.Blob{MediaType: *mediaType, Digest: *dgst, DiffID: *diffID}})
+	res, err := importer.ImportLayer(context.Background(), repo, f, importer.LayerOptions{Blob: importer.Blob{MediaType: *mediaType, Digest: *dgst, DiffID: *diffID}, AllowNonUsr: *allowNonUsr})
 	if err != nil {
 		log.Print(err)
 		return

@@ -82,7 +82,33 @@
 // .wh..wh..opq) is a top-level name other than usr, etc and var, so it is
 // dropped (kept at the top, and deleting nothing there, with AllowNonUsr).
 //
-// ostree-ext also relabels the merged tree of an image with derived layers
-// with the SELinux policy the tree ships; this package leaves that to the
-// caller's ImageMergeOptions.Relabel.
+// # SELinux labels
+//
+// WriteImageMergeCommit labels an image with derived layers (every plain
+// image) as ostree-ext does: with the policy the merged tree itself ships
+// (LoadTreePolicy: etc/selinux/config, else usr/etc/selinux/config, read
+// from the tree's objects through ostree.Repo.TreeFS), it labels the
+// merged tree and relabels each derived layer commit, moving the layer's
+// blob ref to the relabelled commit; without a policy nothing changes.
+// The labels are exactly libostree 2022.7's when it commits a stored tree
+// with a policy (`ostree commit --tree=ref=REV --selinux-policy=ROOT`, what
+// ostree-ext's checkout-and-commit amounts to): looked up by path ("/"
+// for the root, /usr/etc as it stands) and full st_mode, security.selinux
+// appended after the other xattrs, and a path the policy does not label
+// keeps its xattrs. Objects whose xattrs change are copied with the new
+// metadata (ostree.Stage.CopyContent: in archive repositories the
+// compressed stream is copied, not compressed again). Deliberate
+// differences: a bare repository records the xattrs of a relabelled
+// content object sorted (as the stored file reads back; libostree's own
+// object then fails its fsck), a bare-user-only repository is never
+// labelled (it stores no xattrs), and symbolic links on the way to the
+// policy resolve within the tree (libostree, in a checkout, resolves an
+// absolute one on the host).
+//
+// ostree-ext imports a derived layer already labelled with the base
+// commit's policy (for a plain image, bootc passes the booted
+// deployment's), `ostree commit --tree=tar= --selinux-policy=`; ImportLayer
+// imports it unlabelled. After a labelled merge the two differ only where
+// the merged tree's policy gives no label (<<none>> paths such as
+// /usr/tmp/*), which keep the import's labels in ostree-ext.
 package importer

@@ -58,6 +58,7 @@ type importedImage struct {
 	base    string   // the commit layer's commit
 	chunks  []string // the chunk layers' object-set commits
 	derived []string // the derived layers' commits
+	refs    []string // and their blob refs
 }
 
 // importImage imports an encapsulated image's layers as a pull does: the
@@ -85,6 +86,7 @@ func importImage(t *testing.T, r *ostree.Repo, img *updatecachetest.Image, commi
 			t.Fatalf("derived layer %s: %v", l.Digest, err)
 		}
 		got.derived = append(got.derived, res.Commit)
+		got.refs = append(got.refs, res.Ref)
 	}
 	return got
 }

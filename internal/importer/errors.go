@@ -48,6 +48,11 @@ var (
 	ErrTooManyEntries = invalidLayer("directory with too many entries")
 	// ErrLayerTooLarge: the uncompressed layer exceeds LayerOptions.MaxSize.
 	ErrLayerTooLarge = invalidLayer("uncompressed layer over the size cap")
+	// ErrSELinuxPolicy: the image's tree enables an SELinux policy that
+	// cannot be used to label it (its type missing, a malformed or
+	// unsupported file_contexts, no binary policy). The selinux package's
+	// sentinel is wrapped too.
+	ErrSELinuxPolicy = invalidLayer("unusable SELinux policy")
 
 	// Kinds of errors of encapsulated images (ImportCommitLayer,
 	// ImportObjectSetLayer).

@@ -7,6 +7,7 @@ import (
 
 	"github.com/osimage/updatecache/internal/gvariant"
 	"github.com/osimage/updatecache/internal/ostree"
+	"github.com/osimage/updatecache/internal/selinux"
 )
 
 // ImageMergeOptions describe an image's merge commit (WriteImageMergeCommit).
@@ -14,8 +15,10 @@ type ImageMergeOptions struct {
 	// Base is the commit of an encapsulated image (what its commit layer
 	// holds); "" for an image of plain layers only.
 	Base string
-	// Layers are the layer commits (or refs) of the derived layers, lowest
-	// first.
+	// Layers are the derived layers' blob refs (ostree.LayerRefName),
+	// lowest first. Commit checksums do too when nothing is relabelled
+	// (NoSELinux, or a tree without a policy); a labelled merge moves
+	// the refs, so it refuses them (ErrInvalidOptions).
 	Layers []string
 	// Metadata and Timestamp are the commit's: the caller gives the keys
 	// ostree-ext writes (ostree.manifest-digest, ostree.manifest,
@@ -23,13 +26,15 @@ type ImageMergeOptions struct {
 	// image's creation time (the zero value is the Unix epoch).
 	Metadata  gvariant.VarDict
 	Timestamp time.Time
-	// Relabel, when set, is called on the merged tree before it is written
-	// if the image has derived layers, where ostree-ext relabels the whole
-	// tree with the SELinux policy the tree itself ships. It may replace
-	// the tree's content and dirmeta objects, writing new ones to st.
-	// Without derived layers the base commit's labels are kept as they
-	// are, as ostree-ext keeps them.
-	Relabel func(ctx context.Context, st *ostree.Stage, root *ostree.MutableTree) error
+	// NoSELinux leaves every SELinux label as the base and the layers
+	// have it. By default an image with derived layers (every plain
+	// image) is labelled as ostree-ext labels it: when the merged tree
+	// enables a policy (LoadTreePolicy), the merged tree and each layer
+	// commit are labelled with it, and each layer's ref is moved to its
+	// relabelled commit. Without derived layers the base commit's labels
+	// are kept. A bare-user-only repository, which stores no xattrs, is
+	// never labelled.
+	NoSELinux bool
 }
 
 // runtimeInjected are files container builds leave behind (buildah and
@@ -46,11 +51,16 @@ var runtimeInjected = []string{"hostname", "resolv.conf"}
 //     as a union checkout does;
 //   - an empty regular file at usr/etc/hostname or usr/etc/resolv.conf is
 //     removed;
+//   - with derived layers, SELinux labels from the merged tree's policy,
+//     on the merged tree and the layer commits (see
+//     ImageMergeOptions.NoSELinux and labeller);
 //   - the parent is the base commit (none without one).
 //
 // So an image without derived layers has the base commit's root tree,
 // checksum for checksum, unless the base holds one of those empty files.
-// The repository lock is held shared throughout.
+// An unusable policy is an error wrapping ErrSELinuxPolicy. On any error
+// no ref is moved. The layer refs are moved before ref. The repository
+// lock is held shared throughout.
 func WriteImageMergeCommit(ctx context.Context, repo *ostree.Repo, ref string, opts ImageMergeOptions) (string, error) {
 	if opts.Base == "" && len(opts.Layers) == 0 {
 		return "", fmt.Errorf("%w: neither a base commit nor layers to merge", ErrInvalidOptions)
@@ -81,30 +91,80 @@ func WriteImageMergeCommit(ctx context.Context, repo *ostree.Repo, ref string, o
 	if err := cleanupRoot(repo, root); err != nil {
 		return "", err
 	}
-	if opts.Relabel != nil && len(opts.Layers) > 0 {
-		if err := opts.Relabel(ctx, st, root); err != nil {
+	var policy *selinux.Policy
+	if len(opts.Layers) > 0 && !opts.NoSELinux && repo.Mode() != ostree.ModeBareUserOnly {
+		if policy, err = LoadTreePolicy(repo, root); err != nil {
 			return "", err
 		}
 	}
-	tree, err := st.WriteTree(ctx, root)
+	var tree string
+	meta := root.MetaChecksum()
+	var relabelled []relabelledLayer
+	if policy == nil {
+		tree, err = st.WriteTree(ctx, root)
+	} else {
+		tree, meta, relabelled, err = labelImage(ctx, repo, st, policy, root, opts.Layers)
+	}
 	if err != nil {
 		return "", err
 	}
 	if err := st.Commit(ctx); err != nil {
 		return "", err
 	}
+	for i, l := range relabelled {
+		if relabelled[i].commit, err = repo.WriteCommit(ctx, l.c); err != nil {
+			return "", err
+		}
+	}
 	ts := opts.Timestamp
 	if ts.IsZero() {
 		ts = time.Unix(0, 0)
 	}
-	commit, err := repo.WriteCommit(ctx, &ostree.Commit{Metadata: opts.Metadata, Parent: parent, Timestamp: ts, RootTree: tree, RootMeta: root.MetaChecksum()})
+	commit, err := repo.WriteCommit(ctx, &ostree.Commit{Metadata: opts.Metadata, Parent: parent, Timestamp: ts, RootTree: tree, RootMeta: meta})
 	if err != nil {
 		return "", err
+	}
+	for _, l := range relabelled {
+		if err := repo.SetRef(ctx, l.ref, l.commit); err != nil {
+			return "", err
+		}
 	}
 	if err := repo.SetRef(ctx, ref, commit); err != nil {
 		return "", err
 	}
 	return commit, nil
+}
+
+// relabelledLayer is a layer commit to write and its ref to move.
+type relabelledLayer struct {
+	ref    string
+	c      *ostree.Commit
+	commit string // once written
+}
+
+// labelImage labels the merged tree root and the layer commits (refs)
+// with policy, staging the objects, and returns the merged tree's
+// labelled dirtree and dirmeta and the layers whose labels changed.
+func labelImage(ctx context.Context, repo *ostree.Repo, st *ostree.Stage, policy *selinux.Policy, root *ostree.MutableTree, layers []string) (tree, meta string, relabelled []relabelledLayer, err error) {
+	for _, layer := range layers {
+		if ostree.ValidChecksum(layer) {
+			return "", "", nil, fmt.Errorf("%w: layer %s is a commit, not a ref: relabelling moves its ref", ErrInvalidOptions, layer)
+		}
+	}
+	l := newLabeller(ctx, repo, st, policy)
+	if tree, meta, err = l.mutableDir(root, "/", 0); err != nil {
+		return "", "", nil, fmt.Errorf("label the merged tree: %w", err)
+	}
+	for _, layer := range layers {
+		_, c, err := l.commit(layer)
+		if err != nil {
+			return "", "", nil, err
+		}
+		if c != nil {
+			relabelled = append(relabelled, relabelledLayer{ref: layer, c: c})
+		}
+	}
+	return tree, meta, relabelled, nil
 }
 
 // cleanupRoot removes the empty files container builds inject into

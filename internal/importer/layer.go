@@ -460,6 +460,7 @@ func (li *layerImport) metaOf(hdr *tar.Header) (ostree.FileMeta, error) {
 			meta.Xattrs = append(meta.Xattrs, ostree.Xattr{Name: name, Value: []byte(v)})
 		}
 	}
+	ostree.SortXattrs(meta.Xattrs)
 	return meta, nil
 }
 

@@ -20,7 +20,14 @@ import (
 // `ostree ls -C -d REV /` prints them.
 func rootChecksums(t *testing.T, r *Repo, rev string) (tree, meta string) {
 	t.Helper()
-	f := strings.Fields(testtool.RunOstree(t, "ls", "--repo="+r.Path(), "-C", "-d", rev, "/"))
+	return dirChecksums(t, r, rev, "/")
+}
+
+// dirChecksums returns the dirtree and dirmeta checksums of a directory of
+// a commit, as the real tool reads them.
+func dirChecksums(t *testing.T, r *Repo, rev, dir string) (tree, meta string) {
+	t.Helper()
+	f := strings.Fields(testtool.RunOstree(t, "ls", "--repo="+r.Path(), "-C", "-d", rev, dir))
 	if len(f) != 7 {
 		t.Fatalf("unexpected ostree ls output %q", f)
 	}

@@ -3,6 +3,7 @@ package ostree
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -10,8 +11,8 @@ import (
 	"hash"
 	"io"
 	"io/fs"
+	"math"
 	"os"
-	"slices"
 	"strings"
 	"syscall"
 
@@ -28,18 +29,23 @@ const maxContentHeaderSize = 1 << 20
 // ContentObject is a content object opened for reading (Repo.OpenContent):
 // its metadata, its size, and (for a regular file) its bytes. Reading to
 // the end checks the object against its checksum: a mismatch is an error
-// wrapping ErrCorrupt instead of io.EOF.
+// wrapping ErrCorrupt instead of io.EOF. Opening reads the metadata only,
+// so an object opened to look at its metadata and closed costs little.
 type ContentObject struct {
 	Meta FileMeta
 	Size int64 // the content's length; 0 for a symlink
 
 	path     string
 	checksum string
-	f        *os.File
-	r        io.Reader // the content, Size bytes; nil for a symlink
+	mode     Mode     // of the repository it is in
+	f        *os.File // nil for a symlink stored as one
+	offset   int64    // where the content (archive: the compressed stream) starts in f
+	stored   int64    // its length in f
+	r        io.Reader
 	sum      hash.Hash
 	n        int64
 	done     bool
+	err      error // the result of the check at the end
 }
 
 // OpenContent opens the content object checksum in any mode but
@@ -61,50 +67,52 @@ func (r *Repo) OpenContent(checksum string) (*ContentObject, error) {
 		}
 		return nil, fmt.Errorf("ostree: stat %s: %w", p, err)
 	}
-	c := &ContentObject{path: p, checksum: checksum}
+	c := &ContentObject{path: p, checksum: checksum, mode: r.mode}
 	var err error
 	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
 		// Only the modes storing symlinks as symlinks get here.
-		err = c.openSymlink(r.mode, &st)
+		err = c.openSymlink(&st)
 	} else {
-		err = c.openFile(r.mode, &st)
+		err = c.openFile(&st)
+	}
+	if err == nil {
+		err = c.Meta.validateContent()
+	}
+	if err == nil && c.Meta.Mode&ModeTypeMask == ModeSymlink {
+		// Nothing to read, so check it now.
+		err = c.finish()
 	}
 	if err != nil {
 		c.Close()
-		return nil, err
-	}
-	if c.r == nil {
-		// A symlink: nothing to read, so check it now.
-		c.done = true
-		if err := c.verify(); err != nil {
-			c.Close()
-			return nil, err
+		if !errors.Is(err, ErrCorrupt) && errors.Is(err, ErrInvalidContent) {
+			err = corrupt(c.path, err)
 		}
+		return nil, err
 	}
 	return c, nil
 }
 
 // openSymlink reads a symlink stored as one (bare, bare-user-only).
-func (c *ContentObject) openSymlink(mode Mode, st *unix.Stat_t) error {
+func (c *ContentObject) openSymlink(st *unix.Stat_t) error {
 	target, err := os.Readlink(c.path)
 	if err != nil {
 		return fmt.Errorf("ostree: read %s: %w", c.path, err)
 	}
 	c.Meta = FileMeta{Mode: ModeSymlink | 0o777, Symlink: target}
-	if mode == ModeBare {
+	if c.mode == ModeBare {
 		c.Meta.UID, c.Meta.GID = st.Uid, st.Gid
 		if c.Meta.Xattrs, err = readXattrs(c.path, unix.Llistxattr, unix.Lgetxattr); err != nil {
 			return err
 		}
-	} else if mode != ModeBareUserOnly {
+	} else if c.mode != ModeBareUserOnly {
 		return corrupt(c.path, errors.New("a symlink in a repository that stores none"))
 	}
-	return c.startHash()
+	return nil
 }
 
 // openFile opens a regular object file and reads its metadata as the
 // repository mode stores it.
-func (c *ContentObject) openFile(mode Mode, st *unix.Stat_t) error {
+func (c *ContentObject) openFile(st *unix.Stat_t) error {
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return corrupt(c.path, fmt.Errorf("not a regular file (mode %#o)", st.Mode))
 	}
@@ -113,9 +121,9 @@ func (c *ContentObject) openFile(mode Mode, st *unix.Stat_t) error {
 		return fmt.Errorf("ostree: open %s: %w", c.path, err)
 	}
 	c.f = f
-	switch mode {
+	switch c.mode {
 	case ModeArchive:
-		return c.openArchive()
+		return c.openArchive(st.Size)
 	case ModeBareUser:
 		v, err := growRead(func(b []byte) (int, error) { return unix.Fgetxattr(int(f.Fd()), bareUserMetaXattr, b) })
 		if err != nil {
@@ -131,7 +139,7 @@ func (c *ContentObject) openFile(mode Mode, st *unix.Stat_t) error {
 				return fmt.Errorf("ostree: read %s: %w", c.path, err)
 			}
 			c.Meta.Symlink = string(bytes.TrimSuffix(data, []byte{0}))
-			return c.startHash()
+			return nil
 		}
 	case ModeBareUserOnly:
 		c.Meta = FileMeta{Mode: st.Mode}
@@ -141,30 +149,33 @@ func (c *ContentObject) openFile(mode Mode, st *unix.Stat_t) error {
 			return err
 		}
 	}
-	if err := c.startHash(); err != nil {
-		return err
-	}
-	c.Size, c.r = st.Size, bufio.NewReaderSize(f, copyBufferSize)
+	c.Size, c.stored = st.Size, st.Size
 	return nil
 }
 
-// openArchive reads a .filez object's header and sets up inflating its
-// content.
-func (c *ContentObject) openArchive() error {
-	br := bufio.NewReaderSize(c.f, copyBufferSize)
-	var prefix [8]byte
-	if _, err := io.ReadFull(br, prefix[:]); err != nil {
-		return corrupt(c.path, fmt.Errorf("header: %w", err))
+// archiveHeaderRead is how much of a .filez object is read at first: the
+// header of nearly every object fits.
+const archiveHeaderRead = 4096
+
+// openArchive reads a .filez object's header; fileSize is the object
+// file's size.
+func (c *ContentObject) openArchive(fileSize int64) error {
+	buf := make([]byte, min(fileSize, archiveHeaderRead))
+	if _, err := io.ReadFull(c.f, buf); err != nil || len(buf) < 8 {
+		return corrupt(c.path, fmt.Errorf("header: %w", cmp.Or(err, io.ErrUnexpectedEOF)))
 	}
-	n := binary.BigEndian.Uint32(prefix[:4])
-	if n > maxContentHeaderSize || binary.BigEndian.Uint32(prefix[4:]) != 0 {
-		return corrupt(c.path, fmt.Errorf("header length %d or padding %x invalid", n, prefix[4:]))
+	n := binary.BigEndian.Uint32(buf[:4])
+	if n > maxContentHeaderSize || binary.BigEndian.Uint32(buf[4:8]) != 0 || int64(n) > fileSize-8 {
+		return corrupt(c.path, fmt.Errorf("header length %d or padding %x invalid", n, buf[4:8]))
 	}
-	h := make([]byte, n)
-	if _, err := io.ReadFull(br, h); err != nil {
-		return corrupt(c.path, fmt.Errorf("header: %w", err))
+	if len(buf) < 8+int(n) {
+		more := make([]byte, 8+int(n)-len(buf))
+		if _, err := io.ReadFull(c.f, more); err != nil {
+			return corrupt(c.path, fmt.Errorf("header: %w", err))
+		}
+		buf = append(buf, more...)
 	}
-	v, err := gvariant.Unmarshal("(tuuuusa(ayay))", h)
+	v, err := gvariant.Unmarshal("(tuuuusa(ayay))", buf[8:8+n])
 	if err != nil {
 		return corrupt(c.path, err)
 	}
@@ -174,24 +185,19 @@ func (c *ContentObject) openArchive() error {
 	if c.Meta.Xattrs, err = decodeXattrs(t[6]); err != nil {
 		return corrupt(c.path, err)
 	}
-	if err := c.startHash(); err != nil {
-		return err
-	}
 	if c.Meta.Mode&ModeTypeMask == ModeSymlink {
 		return nil
 	}
 	if size > 1<<62 {
 		return corrupt(c.path, fmt.Errorf("size %d out of range", size))
 	}
-	c.Size, c.r = int64(size), flate.NewReader(br)
+	c.Size, c.offset = int64(size), 8+int64(n)
+	c.stored = fileSize - c.offset
 	return nil
 }
 
-// startHash validates the metadata and starts the checksum.
+// startHash starts the checksum with the object's header.
 func (c *ContentObject) startHash() error {
-	if err := c.Meta.validateContent(); err != nil {
-		return corrupt(c.path, err)
-	}
 	sum, err := newContentHash(c.Meta)
 	if err != nil {
 		return corrupt(c.path, err)
@@ -203,12 +209,16 @@ func (c *ContentObject) startHash() error {
 // Read reads the content. At its end it checks the checksum.
 func (c *ContentObject) Read(p []byte) (int, error) {
 	if c.done {
-		return 0, io.EOF
+		return 0, cmp.Or(c.err, io.EOF)
+	}
+	if c.sum == nil {
+		if err := c.startReading(); err != nil {
+			return 0, err
+		}
 	}
 	rest := c.Size - c.n
 	if rest == 0 {
-		c.done = true
-		if err := c.verify(); err != nil {
+		if err := c.finish(); err != nil {
 			return 0, err
 		}
 		return 0, io.EOF
@@ -228,12 +238,37 @@ func (c *ContentObject) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// verify checks the checksum once all content is read.
-func (c *ContentObject) verify() error {
-	if got := hex.EncodeToString(c.sum.Sum(nil)); got != c.checksum {
-		return corrupt(c.path, fmt.Errorf("content has checksum %s", got))
+// startReading starts the checksum and sets up reading the content.
+func (c *ContentObject) startReading() error {
+	if err := c.startHash(); err != nil {
+		return err
 	}
+	content := io.NewSectionReader(c.f, c.offset, math.MaxInt64-c.offset)
+	if c.mode != ModeArchive {
+		c.r = content // read in the caller's chunks
+		return nil
+	}
+	// The inflater reads byte by byte: buffer what is stored, up to
+	// copyBufferSize (most objects are small).
+	c.r = flate.NewReader(bufio.NewReaderSize(content, int(max(min(c.stored, copyBufferSize), 16))))
 	return nil
+}
+
+// finish checks the checksum once all content is read, once.
+func (c *ContentObject) finish() error {
+	if c.done {
+		return c.err
+	}
+	c.done = true
+	if c.sum == nil {
+		c.err = c.startHash()
+	}
+	if c.err == nil {
+		if got := hex.EncodeToString(c.sum.Sum(nil)); got != c.checksum {
+			c.err = corrupt(c.path, fmt.Errorf("content has checksum %s", got))
+		}
+	}
+	return c.err
 }
 
 // Close releases the object's file.
@@ -278,7 +313,7 @@ func readXattrs(path string, list func(string, []byte) (int, error), get func(st
 			xattrs = append(xattrs, Xattr{Name: name, Value: v})
 		}
 	}
-	slices.SortFunc(xattrs, func(a, b Xattr) int { return strings.Compare(a.Name, b.Name) })
+	SortXattrs(xattrs)
 	return xattrs, nil
 }
 

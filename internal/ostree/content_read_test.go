@@ -3,11 +3,13 @@ package ostree
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -220,31 +222,38 @@ func TestStageWriteMetadata(t *testing.T) {
 	}
 }
 
-// TestXattrsCodec round-trips xattrs and refuses what OSTree never writes.
+// TestXattrsCodec round-trips xattrs in their order (libostree's labelling
+// appends security.selinux unsorted) and refuses what OSTree never writes.
 func TestXattrsCodec(t *testing.T) {
 	in := []Xattr{{Name: "user.b", Value: []byte{0, 1}}, {Name: "security.selinux", Value: []byte("system_u:object_r:bin_t:s0\x00")}}
 	data, err := EncodeXattrs(in)
 	if err != nil {
 		t.Fatal(err)
 	}
+	want, err := gvariant.Marshal("a(ayay)", []any{[]any{[]byte("user.b\x00"), []byte{0, 1}}, []any{[]byte("security.selinux\x00"), []byte("system_u:object_r:bin_t:s0\x00")}})
+	if err != nil || !bytes.Equal(data, want) {
+		t.Errorf("EncodeXattrs = %x, want %x (%v)", data, want, err)
+	}
 	out, err := DecodeXattrs(data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(out) != 2 || out[0].Name != "security.selinux" || !equalXattrs(in, out) {
+	if !slices.EqualFunc(in, out, func(a, b Xattr) bool { return a.Name == b.Name && bytes.Equal(a.Value, b.Value) }) {
 		t.Errorf("round trip: %q", out)
 	}
 	if empty, err := EncodeXattrs(nil); err != nil || len(empty) != 0 {
 		t.Errorf("no xattrs: %x, %v", empty, err)
 	}
-	if _, err := EncodeXattrs([]Xattr{{Name: "a"}, {Name: "a"}}); err == nil {
-		t.Error("a repeated name was encoded")
+	for _, bad := range [][]Xattr{{{Name: "a"}, {Name: "a"}}, {{Name: "a"}, {Name: "b"}, {Name: "a"}}, {{Name: ""}}, {{Name: "a\x00b"}}} {
+		if _, err := EncodeXattrs(bad); err == nil {
+			t.Errorf("EncodeXattrs(%q) succeeded", bad)
+		}
 	}
-	unsorted, err := gvariant.Marshal("a(ayay)", []any{[]any{[]byte("user.b\x00"), []byte{}}, []any{[]byte("user.a\x00"), []byte{}}})
+	repeated, err := gvariant.Marshal("a(ayay)", []any{[]any{[]byte("user.b\x00"), []byte{}}, []any{[]byte("user.a\x00"), []byte{}}, []any{[]byte("user.b\x00"), []byte{1}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, bad := range [][]byte{unsorted, append(data, 1)} {
+	for _, bad := range [][]byte{repeated, append(data, 1)} {
 		if _, err := DecodeXattrs(bad); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("DecodeXattrs(%x): %v, want ErrCorrupt", bad, err)
 		}
@@ -273,5 +282,103 @@ func TestMarkCommitComplete(t *testing.T) {
 	}
 	if err := r.MarkCommitComplete("../x"); !errors.Is(err, ErrInvalidChecksum) {
 		t.Errorf("MarkCommitComplete(../x): %v", err)
+	}
+}
+
+// TestLabelledByOstree relabels a tree with the real tool's SELinux
+// labelling (a tiny policy: only file_contexts and a policy.N are read),
+// which appends security.selinux after the other xattrs unsorted: in
+// archive and bare-user repositories every object reads back in that
+// order and verifies, and a Stage writing the same metadata makes the same
+// object. In a bare repository the stored file reads back sorted, so
+// libostree's own fsck fails on such an object, and a Stage records the
+// sorted order instead.
+func TestLabelledByOstree(t *testing.T) {
+	testtool.Ostree(t)
+	src := t.TempDir()
+	for p, content := range map[string]string{
+		"usr/etc/selinux/config":                         "SELINUX=permissive\nSELINUXTYPE=t\n",
+		"usr/etc/selinux/t/contexts/files/file_contexts": "/.*\tsystem_u:object_r:usr_t:s0\n/usr/bin(/.*)?\tsystem_u:object_r:bin_t:s0\n",
+		"usr/etc/selinux/t/policy/policy.1":              "binary policy\n",
+		"usr/bin/tool":                                   "tool\n",
+	} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(src, p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, p), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []string{"usr/bin/tool", "usr/bin"} {
+		if err := unixSetxattr(filepath.Join(src, p), "user.z", []byte("1")); err != nil {
+			t.Skipf("user xattrs unsupported here: %v", err)
+		}
+	}
+	label := []byte("system_u:object_r:bin_t:s0\x00")
+	unsorted := []Xattr{{Name: "user.z", Value: []byte("1")}, {Name: "security.selinux", Value: label}}
+	for _, mode := range []Mode{ModeArchive, ModeBareUser, ModeBare} {
+		t.Run(string(mode), func(t *testing.T) {
+			if mode == ModeBare && os.Geteuid() != 0 {
+				t.Skip("bare repositories need root")
+			}
+			path := ostreeInit(t, string(mode))
+			testtool.RunOstree(t, "commit", "--repo="+path, "-b", "plain", "--tree=dir="+src, "--no-bindings", "--timestamp=@0")
+			testtool.RunOstree(t, "commit", "--repo="+path, "-b", "labelled", "--tree=ref=plain", "--selinux-policy="+src, "--no-bindings", "--timestamp=@0")
+			r, err := Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var tool string
+			for _, e := range lsFiles(t, path, "labelled") {
+				if e.path == "/usr/bin/tool" {
+					tool = e.checksum
+				}
+			}
+			if mode == ModeBare {
+				if err := testtool.OstreeCommand(t, "fsck", "--repo="+path).Run(); err == nil {
+					t.Error("libostree's fsck passes its unsorted bare object; the Stage's sorting is then needless")
+				}
+			} else {
+				obj, err := r.OpenContent(tool)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := io.ReadAll(obj); err != nil {
+					t.Fatal(err)
+				}
+				obj.Close()
+				if !slices.EqualFunc(obj.Meta.Xattrs, unsorted, func(a, b Xattr) bool { return a.Name == b.Name && bytes.Equal(a.Value, b.Value) }) {
+					t.Errorf("xattrs read %q, want %q", obj.Meta.Xattrs, unsorted)
+				}
+			}
+			s, err := r.BeginStage(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			sum, err := s.WriteContent(context.Background(), FileMeta{Mode: ModeRegular | 0o644, Xattrs: unsorted}, 5, strings.NewReader("tool\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if mode == ModeBare {
+				want, _ := newContentHash(FileMeta{Mode: ModeRegular | 0o644, Xattrs: []Xattr{unsorted[1], unsorted[0]}})
+				want.Write([]byte("tool\n"))
+				if sum == tool || sum != hex.EncodeToString(want.Sum(nil)) {
+					t.Errorf("bare: staged %s, libostree %s: want the sorted header's checksum", sum, tool)
+				}
+				return
+			}
+			if sum != tool {
+				t.Errorf("staged %s, libostree made %s", sum, tool)
+			}
+			_, meta := dirChecksums(t, r, "labelled", "/usr/bin")
+			data, err := r.ReadMetadataObject(meta, ObjectDirMeta)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, _, x, err := DecodeDirMeta(data); err != nil || !slices.EqualFunc(x, unsorted, func(a, b Xattr) bool { return a.Name == b.Name && bytes.Equal(a.Value, b.Value) }) {
+				t.Errorf("usr/bin dirmeta xattrs %q, %v; want %q", x, err, unsorted)
+			}
+		})
 	}
 }

@@ -97,9 +97,9 @@ func contentFixture(t *testing.T) string {
 }
 
 // metaOf reads a file's FileMeta from disk as libostree's `commit --tree=dir`
-// does: st_mode, owner, symlink target, xattrs (leaving out those with an
-// empty value, as libostree does when it reads a directory; from a tar it
-// keeps them).
+// does: st_mode, owner, symlink target, xattrs sorted by name (leaving out
+// those with an empty value, as libostree does when it reads a directory;
+// from a tar it keeps them).
 func metaOf(t *testing.T, p string) FileMeta {
 	t.Helper()
 	var st unix.Stat_t
@@ -132,6 +132,7 @@ func metaOf(t *testing.T, p string) FileMeta {
 			m.Xattrs = append(m.Xattrs, Xattr{Name: name, Value: v[:vn]})
 		}
 	}
+	SortXattrs(m.Xattrs)
 	return m
 }
 

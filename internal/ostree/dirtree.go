@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 )
 
 // ErrNotDirectory: a MutableTree operation expected a directory under a
@@ -77,6 +79,37 @@ func (t *MutableTree) load() error {
 	}
 	t.loaded = true
 	return nil
+}
+
+// SubTree is a named subdirectory of a MutableTree.
+type SubTree struct {
+	Name string
+	Tree *MutableTree
+}
+
+// Entries returns the directory's files and subdirectories, each sorted
+// by name.
+func (t *MutableTree) Entries() ([]DirTreeFile, []SubTree, error) {
+	if err := t.load(); err != nil {
+		return nil, nil, err
+	}
+	files := make([]DirTreeFile, 0, len(t.files))
+	for name, sum := range t.files {
+		files = append(files, DirTreeFile{Name: name, Checksum: hex.EncodeToString(sum[:])})
+	}
+	dirs := make([]SubTree, 0, len(t.dirs))
+	for name, d := range t.dirs {
+		dirs = append(dirs, SubTree{Name: name, Tree: d})
+	}
+	slices.SortFunc(files, func(a, b DirTreeFile) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(dirs, func(a, b SubTree) int { return strings.Compare(a.Name, b.Name) })
+	return files, dirs, nil
+}
+
+// StoredTree returns the dirtree a directory opened from the repository
+// still is, never loaded and so unchanged; ok is false for any other.
+func (t *MutableTree) StoredTree() (tree string, ok bool) {
+	return t.tree, !t.loaded
 }
 
 func checkName(name string) error {

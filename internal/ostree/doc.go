@@ -18,8 +18,10 @@
 //   - The repository lock, interoperating with libostree.
 //   - Garbage collection like `ostree prune --refs-only` (Repo.Prune).
 //   - Reading content objects in every mode, checked against their
-//     checksum (Repo.OpenContent), and checking that a commit has every
-//     object it reaches (Repo.CheckCommitComplete, Stage.CheckTreeComplete).
+//     checksum (Repo.OpenContent), copying one with new metadata
+//     (Stage.CopyContent), a tree as an io/fs.FS (Repo.TreeFS), and
+//     checking that a commit has every object it reaches
+//     (Repo.CheckCommitComplete, Stage.CheckTreeComplete).
 //
 // Content objects (.file, .filez) and the tree writer live in this package
 // too, in files of their own (content*.go, dirtree*.go, stage*.go).

@@ -71,6 +71,7 @@ type Stage struct {
 
 	small *bytes.Buffer // content of up to smallContentSize
 	zw    *flate.Writer // reused across .filez objects
+	zr    io.ReadCloser // reused across CopyContent's inflating
 	bw    *bufio.Writer // batches the compressor's small writes
 	buf   []byte
 	stats StageStats
@@ -186,7 +187,8 @@ func (s *Stage) Stats() StageStats { return s.stats }
 // owner, mode and xattrs, which needs root. What a mode cannot store is
 // recorded as it will read back, so the object passes fsck: bare and
 // bare-user-only record a symlink's permission bits as 0777 (it is a real
-// symlink), and bare leaves out xattrs with an empty value.
+// symlink), and bare leaves out xattrs with an empty value and records
+// the others sorted by name. Other modes keep meta.Xattrs in their order.
 func (s *Stage) WriteContent(ctx context.Context, meta FileMeta, size int64, content io.Reader) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", err
@@ -209,14 +211,16 @@ func (s *Stage) WriteContent(ctx context.Context, meta FileMeta, size int64, con
 	}
 	// Record what the stored file will show when fsck reads it back;
 	// anything else makes the object fail fsck (libostree's tar import has
-	// both bugs).
+	// the first two bugs, its SELinux labelling the third).
 	if symlink && (s.repo.mode == ModeBare || s.repo.mode == ModeBareUserOnly) {
 		// These modes store a symlink as a real one, always 0777.
 		meta.Mode = ModeSymlink | 0o777
 	}
 	if s.repo.mode == ModeBare {
-		// libostree reads no xattr with an empty value back from disk.
+		// libostree reads no xattr with an empty value back from disk, and
+		// the others sorted.
 		meta.Xattrs = slices.DeleteFunc(slices.Clone(meta.Xattrs), func(x Xattr) bool { return len(x.Value) == 0 })
+		SortXattrs(meta.Xattrs)
 	}
 	sum, err := newContentHash(meta)
 	if err != nil {
@@ -458,7 +462,8 @@ func (f *rawFile) close() error {
 }
 
 // copyContent copies exactly size bytes from r to w and checks r has no
-// more.
+// more: r must then report io.EOF, and any other error it reports there
+// (a ContentObject's failed checksum) is returned.
 func (s *Stage) copyContent(w io.Writer, r io.Reader, size int64) error {
 	if s.buf == nil {
 		s.buf = make([]byte, copyBufferSize)
@@ -474,8 +479,12 @@ func (s *Stage) copyContent(w io.Writer, r io.Reader, size int64) error {
 		return fmt.Errorf("%w: content ended after %d of %d bytes: %w", ErrInvalidContent, n, size, io.ErrUnexpectedEOF)
 	}
 	if r != nil {
-		if extra, _ := io.ReadFull(r, s.buf[:1]); extra > 0 {
+		extra, err := io.ReadFull(r, s.buf[:1])
+		if extra > 0 {
 			return fmt.Errorf("%w: content longer than %d bytes", ErrInvalidContent, size)
+		}
+		if err != io.EOF {
+			return fmt.Errorf("write content: %w", err)
 		}
 	}
 	return nil

@@ -23,6 +23,12 @@ var ErrInvalidFilename = errors.New("ostree: invalid file name")
 
 // Xattr is one extended attribute. OSTree serialises the name as a byte
 // string with its terminating NUL (as libostree does) and the value as is.
+//
+// A list of xattrs is serialised in its order. Writers that read xattrs
+// from a file system or a tar sort them by name, as libostree does, but
+// libostree's SELinux labelling appends security.selinux after the others
+// without sorting, so a header or dirmeta read back may hold any order;
+// its checksum covers that order.
 type Xattr struct {
 	Name  string
 	Value []byte
@@ -35,20 +41,18 @@ type DirTreeFile struct{ Name, Checksum string }
 // the subdirectory's dirtree and dirmeta.
 type DirTreeDir struct{ Name, TreeChecksum, MetaChecksum string }
 
-// xattrsValue returns xattrs as the GVariant value of an a(ayay), sorted by
-// name as libostree sorts them.
+// xattrsValue returns xattrs as the GVariant value of an a(ayay), in
+// their order.
 func xattrsValue(xattrs []Xattr) []any {
-	sorted := slices.Clone(xattrs)
-	slices.SortStableFunc(sorted, func(a, b Xattr) int { return strings.Compare(a.Name, b.Name) })
-	v := make([]any, len(sorted))
-	for i, x := range sorted {
+	v := make([]any, len(xattrs))
+	for i, x := range xattrs {
 		v[i] = []any{append([]byte(x.Name), 0), x.Value}
 	}
 	return v
 }
 
 // decodeXattrs converts a decoded a(ayay), requiring NUL-terminated,
-// non-empty names in strictly increasing order (so unique).
+// non-empty, unique names (in any order, see Xattr).
 func decodeXattrs(v any) ([]Xattr, error) {
 	list, _ := v.([]any)
 	xattrs := make([]Xattr, 0, len(list))
@@ -62,13 +66,27 @@ func decodeXattrs(v any) ([]Xattr, error) {
 		if len(name) < 2 || name[len(name)-1] != 0 || bytes.IndexByte(name[:len(name)-1], 0) >= 0 {
 			return nil, fmt.Errorf("xattr name %q is not a non-empty NUL-terminated string", name)
 		}
-		x := Xattr{Name: string(name[:len(name)-1]), Value: value}
-		if n := len(xattrs); n > 0 && xattrs[n-1].Name >= x.Name {
-			return nil, fmt.Errorf("xattr %q out of order or repeated", x.Name)
+		xattrs = append(xattrs, Xattr{Name: string(name[:len(name)-1]), Value: value})
+	}
+	if len(xattrs) > 1 {
+		names := make([]string, len(xattrs))
+		for i, x := range xattrs {
+			names[i] = x.Name
 		}
-		xattrs = append(xattrs, x)
+		slices.Sort(names)
+		for i := 1; i < len(names); i++ {
+			if names[i] == names[i-1] {
+				return nil, fmt.Errorf("xattr %q repeated", names[i])
+			}
+		}
 	}
 	return xattrs, nil
+}
+
+// SortXattrs sorts xattrs by name in place, the order libostree reads
+// them from a file system in.
+func SortXattrs(xattrs []Xattr) {
+	slices.SortFunc(xattrs, func(a, b Xattr) int { return strings.Compare(a.Name, b.Name) })
 }
 
 // dirMetaModeMask is the st_mode bits a dirmeta may carry: the type (which
@@ -76,7 +94,7 @@ func decodeXattrs(v any) ([]Xattr, error) {
 const dirMetaModeMask = ModeTypeMask | ModePermsMask
 
 // EncodeDirMeta serialises a dirmeta object (uuua(ayay)): uid, gid and
-// st_mode big-endian (as OSTree stores them), xattrs sorted by name. The
+// st_mode big-endian (as OSTree stores them), xattrs in their order. The
 // mode must be a directory's, and xattr names unique, non-empty and free of
 // NUL.
 func EncodeDirMeta(uid, gid, mode uint32, xattrs []Xattr) ([]byte, error) {
@@ -84,8 +102,8 @@ func EncodeDirMeta(uid, gid, mode uint32, xattrs []Xattr) ([]byte, error) {
 		return nil, fmt.Errorf("%w: dirmeta mode %#o is not a directory's", ErrInvalidObject, mode)
 	}
 	v := xattrsValue(xattrs)
-	// The decoder's checks (names non-empty, NUL-free, strictly increasing)
-	// are exactly what the encoder must ensure.
+	// The decoder's checks (names non-empty, NUL-free, unique) are
+	// exactly what the encoder must ensure.
 	if _, err := decodeXattrs(v); err != nil {
 		return nil, fmt.Errorf("dirmeta: %w", err)
 	}
@@ -93,8 +111,8 @@ func EncodeDirMeta(uid, gid, mode uint32, xattrs []Xattr) ([]byte, error) {
 }
 
 // DecodeDirMeta parses a dirmeta object strictly (normal form, a
-// directory's mode, sorted NUL-terminated xattr names); anything else wraps
-// ErrCorrupt.
+// directory's mode, unique NUL-terminated xattr names); anything else
+// wraps ErrCorrupt.
 func DecodeDirMeta(data []byte) (uid, gid, mode uint32, xattrs []Xattr, err error) {
 	v, err := gvariant.Unmarshal(dirMetaType, data)
 	if err != nil {

@@ -10,8 +10,8 @@ import (
 const xattrsType = "a(ayay)"
 
 // EncodeXattrs serialises xattrs as the a(ayay) OSTree keeps in headers,
-// dirmeta and ostree-ext's tar streams: names with their NUL, sorted.
-// Names must be non-empty, unique and free of NUL.
+// dirmeta and ostree-ext's tar streams: names with their NUL, in their
+// order. Names must be non-empty, unique and free of NUL.
 func EncodeXattrs(xattrs []Xattr) ([]byte, error) {
 	v := xattrsValue(xattrs)
 	if _, err := decodeXattrs(v); err != nil {
@@ -20,8 +20,9 @@ func EncodeXattrs(xattrs []Xattr) ([]byte, error) {
 	return gvariant.Marshal(xattrsType, v)
 }
 
-// DecodeXattrs parses an a(ayay) strictly: normal form, NUL-terminated
-// names in increasing order. Anything else wraps ErrCorrupt.
+// DecodeXattrs parses an a(ayay) strictly: normal form, unique
+// NUL-terminated names (in any order, see Xattr). Anything else wraps
+// ErrCorrupt.
 func DecodeXattrs(data []byte) ([]Xattr, error) {
 	v, err := gvariant.Unmarshal(xattrsType, data)
 	if err != nil {
