@@ -42,7 +42,8 @@ var (
 
 // Errors from importing layers, re-exported likewise.
 var (
-	ErrInvalidLayer = importer.ErrInvalidLayer // a layer that is not a well-formed tar, or holds entries OSTree cannot represent (a path with "..", a hard link to nothing, …)
+	ErrSELinuxPolicy = importer.ErrSELinuxPolicy // the SELinux policy the image ships cannot be used to label it (a type that is not there, malformed file contexts); PullOptions.NoSELinux pulls it unlabelled
+	ErrInvalidLayer  = importer.ErrInvalidLayer  // a layer that is not a well-formed tar, or holds entries OSTree cannot represent (a path with "..", a hard link to nothing, …)
 )
 
 // Errors from the registry side, re-exported so callers can test for them.

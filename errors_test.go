@@ -32,6 +32,7 @@ var rootSentinels = map[string]error{
 	"ErrInvalidReference": updatecache.ErrInvalidReference, "ErrNoCachedUpdate": updatecache.ErrNoCachedUpdate,
 	"ErrPreparedUpdateGone": updatecache.ErrPreparedUpdateGone, "ErrInvalidLayer": updatecache.ErrInvalidLayer,
 	"ErrRemoteVerification": updatecache.ErrRemoteVerification, "ErrUnsupportedImage": updatecache.ErrUnsupportedImage,
+	"ErrSELinuxPolicy":   updatecache.ErrSELinuxPolicy,
 	"ErrManifestUnknown": updatecache.ErrManifestUnknown, "ErrUnauthorized": updatecache.ErrUnauthorized,
 	"ErrRateLimited": updatecache.ErrRateLimited, "ErrUnavailable": updatecache.ErrUnavailable,
 	"ErrConfig": updatecache.ErrConfig, "ErrBlocked": updatecache.ErrBlocked, "ErrInsecureRedirect": updatecache.ErrInsecureRedirect, "ErrDigestMismatch": updatecache.ErrDigestMismatch,

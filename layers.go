@@ -16,14 +16,14 @@ import (
 	"github.com/osimage/updatecache/internal/registry"
 )
 
-// fetchLayers returns the commit of every layer of img, importing what
-// the repository lacks or holds wrongly: chunk and derived layers a bounded
+// fetchLayers makes the repository hold every layer of img under its blob
+// ref, importing what it lacks or holds wrongly: chunk and derived layers a bounded
 // number at a time, then the commit layer, whose commit needs the chunks'
 // objects. Each blob is fetched once, however often the manifest lists it.
-func (r *Repo) fetchLayers(ctx context.Context, src *registry.Source, img *Image, lay *layout, opts PullOptions, report func(Progress), res *PullResult) ([]string, error) {
+func (r *Repo) fetchLayers(ctx context.Context, src *registry.Source, img *Image, lay *layout, opts PullOptions, report func(Progress), res *PullResult) error {
 	commits, missing, err := r.storedLayers(ctx, img, lay)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	reportPlan(img, commits, len(missing), report, res)
 	var mu sync.Mutex // guards res
@@ -32,7 +32,6 @@ func (r *Repo) fetchLayers(ctx context.Context, src *registry.Source, img *Image
 		if err != nil {
 			return err
 		}
-		commits[i] = lr.Commit
 		mu.Lock()
 		defer mu.Unlock()
 		res.LayersFetched++
@@ -59,17 +58,12 @@ func (r *Repo) fetchLayers(ctx context.Context, src *registry.Source, img *Image
 		g.Go(func() error { return fetch(gctx, i) })
 	}
 	if err := g.Wait(); err != nil {
-		return nil, err
+		return err
 	}
 	if commitLayer >= 0 {
-		if err := fetch(ctx, commitLayer); err != nil {
-			return nil, err
-		}
+		return fetch(ctx, commitLayer)
 	}
-	for _, i := range missing {
-		commits[i] = commits[first[img.Layers[i].Digest]]
-	}
-	return commits, nil
+	return nil
 }
 
 // reportPlan reports what the pull fetches (the layers without a commit)

@@ -75,13 +75,18 @@ func layoutOf(img *Image) (*layout, error) {
 	return l, nil
 }
 
-// derived returns the layers of kind importer.DerivedLayer, in order.
-func (l *layout) derived(commits []string) []string {
-	var layers []string
+// derived returns the blob refs of img's derived layers, in order: what
+// the merge commit stacks on the base (and relabels, moving the refs).
+func (l *layout) derived(img *Image) ([]string, error) {
+	var refs []string
 	for i, k := range l.kinds {
 		if k == importer.DerivedLayer {
-			layers = append(layers, commits[i])
+			ref, err := ostree.BlobRefName(img.Layers[i].Digest.String())
+			if err != nil {
+				return nil, fmt.Errorf("%w: layer %s: %v", ErrInvalidMetadata, img.Layers[i].Digest, err)
+			}
+			refs = append(refs, ref)
 		}
 	}
-	return layers
+	return refs, nil
 }

@@ -36,6 +36,12 @@ type PullOptions struct {
 	// is being written; see Progress. Calls are serialised, so Progress
 	// need not be safe for concurrent use, and it should return quickly.
 	Progress func(Progress)
+	// NoSELinux leaves an image with derived layers (every plain image)
+	// unlabelled. By default, as ostree-ext does, its merge commit is
+	// labelled with the SELinux policy the merged tree ships (if it ships
+	// one), and so are its layer commits; an image without derived layers
+	// keeps its OSTree commit's labels either way.
+	NoSELinux bool
 	// MaxLayerSize caps each layer's uncompressed size, checked as it
 	// streams, so a compression bomb stops there (ErrTooLarge, also
 	// ErrInvalidLayer); 0 means DefaultMaxLayerSize.
@@ -194,17 +200,21 @@ func (r *Repo) pull(ctx context.Context, req pullRequest, opts PullOptions) (*Pu
 	if err := opts.enforcePolicy(ctx, req.from, src, f.raw); err != nil {
 		return nil, err
 	}
-	report := newProgressReporter(opts.Progress, len(img.Layers))
-	layerCommits, err := r.fetchLayers(ctx, src, img, lay, opts, report, res)
+	derived, err := lay.derived(img)
 	if err != nil {
+		return nil, err
+	}
+	report := newProgressReporter(opts.Progress, len(img.Layers))
+	if err := r.fetchLayers(ctx, src, img, lay, opts, report, res); err != nil {
 		return nil, fmt.Errorf("pulling %s: %w", req.from.name, err)
 	}
 	report(Progress{Merging: true})
 	res.MergeCommit, err = importer.WriteImageMergeCommit(ctx, r.ostree, targetRef, importer.ImageMergeOptions{
 		Base:      lay.base,
-		Layers:    lay.derived(layerCommits),
+		Layers:    derived,
 		Metadata:  mergeCommitMetadata(f),
 		Timestamp: img.mergeCommitTime(),
+		NoSELinux: opts.NoSELinux,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("writing the merge commit of %s: %w", req.target.name, err)

@@ -25,6 +25,7 @@ type pullFlags struct {
 	progressFD   int
 	allowMetered bool
 	maxLayerSize string
+	noSELinux    bool
 	image        imageFlag
 	unchanged    unchangedFlag
 }
@@ -55,6 +56,7 @@ bootc's protocol (progress-v0) to the inherited file descriptor N.`,
 	f.IntVar(&pf.jobs, "jobs", updatecache.DefaultConcurrency, "layers to download at once (1 or more)")
 	f.IntVar(&pf.progressFD, "progress-fd", -1, "write progress as JSON Lines (bootc's progress-v0) to file descriptor `N`")
 	f.BoolVar(&pf.allowMetered, "allow-metered", false, "pull even on a metered connection")
+	f.BoolVar(&pf.noSELinux, "no-selinux", false, "do not label an image with derived layers with the SELinux policy it ships (labelled by default, as ostree-ext does)")
 	f.StringVar(&pf.maxLayerSize, "max-layer-size", "", "refuse a layer larger than `SIZE` uncompressed, e.g. 64MiB (default 32GiB)")
 	return cmd
 }
@@ -98,7 +100,7 @@ func runPull(cmd *cobra.Command, g *globalFlags, n *networkFlags, pf *pullFlags,
 		return err
 	}
 
-	opts := updatecache.PullOptions{RegistryOptions: regOpts, Concurrency: pf.jobs, MaxLayerSize: maxLayerSize}
+	opts := updatecache.PullOptions{RegistryOptions: regOpts, Concurrency: pf.jobs, MaxLayerSize: maxLayerSize, NoSELinux: pf.noSELinux}
 	out := cmd.OutOrStdout()
 	var sinks []func(updatecache.Progress)
 	var bars *progressBars
