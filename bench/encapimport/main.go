@@ -13,12 +13,12 @@ import (
 	"log"
 	"os"
 	"path/filepath"
-	"runtime/pprof"
 	"syscall"
 	"time"
 
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/osimage/updatecache/bench/internal/cpuprofile"
 	"github.com/osimage/updatecache/internal/importer"
 	"github.com/osimage/updatecache/internal/ostree"
 )
@@ -29,16 +29,7 @@ func main() {
 	mode := flag.String("mode", string(ostree.ModeBareUser), "its mode")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile here")
 	flag.Parse()
-	if *cpuProfile != "" {
-		pf, err := os.Create(*cpuProfile)
-		if err != nil {
-			log.Fatal(err)
-		}
-		if err := pprof.StartCPUProfile(pf); err != nil {
-			log.Fatal(err)
-		}
-		defer pprof.StopCPUProfile()
-	}
+	defer cpuprofile.Start(*cpuProfile)()
 	ctx := context.Background()
 	var index imgspecv1.Index
 	readJSON(filepath.Join(*layout, "index.json"), &index)

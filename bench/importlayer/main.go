@@ -10,10 +10,10 @@ import (
 	"fmt"
 	"log"
 	"os"
-	"runtime/pprof"
 	"syscall"
 	"time"
 
+	"github.com/osimage/updatecache/bench/internal/cpuprofile"
 	"github.com/osimage/updatecache/internal/importer"
 	"github.com/osimage/updatecache/internal/ostree"
 )
@@ -27,16 +27,7 @@ func main() {
 	allowNonUsr := flag.Bool("allow-non-usr", false, "keep top-level directories other than usr, etc and var")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile here")
 	flag.Parse()
-	if *cpuProfile != "" {
-		pf, err := os.Create(*cpuProfile)
-		if err != nil {
-			log.Fatal(err)
-		}
-		if err := pprof.StartCPUProfile(pf); err != nil {
-			log.Fatal(err)
-		}
-		defer pprof.StopCPUProfile()
-	}
+	defer cpuprofile.Start(*cpuProfile)()
 	if *diffID == "" {
 		*diffID = *dgst
 	}

@@ -11,11 +11,10 @@ import (
 	"flag"
 	"fmt"
 	"log"
-	"os"
-	"runtime/pprof"
 	"syscall"
 	"time"
 
+	"github.com/osimage/updatecache/bench/internal/cpuprofile"
 	"github.com/osimage/updatecache/internal/importer"
 	"github.com/osimage/updatecache/internal/ostree"
 )
@@ -25,16 +24,7 @@ func main() {
 	rev := flag.String("commit", "", "commit (or ref) to label")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile here")
 	flag.Parse()
-	if *cpuProfile != "" {
-		pf, err := os.Create(*cpuProfile)
-		if err != nil {
-			log.Fatal(err)
-		}
-		if err := pprof.StartCPUProfile(pf); err != nil {
-			log.Fatal(err)
-		}
-		defer pprof.StopCPUProfile()
-	}
+	defer cpuprofile.Start(*cpuProfile)()
 	start := time.Now()
 	repo, err := ostree.Open(*repoPath)
 	if err != nil {
